@@ -1,0 +1,1 @@
+"""Ledger service: the double-entry ledger."""

@@ -1,0 +1,7 @@
+"""SQLAlchemy tables of the ledger service (its own metadata and migration history)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()

@@ -1,0 +1,1 @@
+"""Payments service: merchants, payment intents, refunds, disputes, webhooks, settlement."""

@@ -1,0 +1,1 @@
+"""Provider service: the simulated acquirers."""

@@ -1,0 +1,1 @@
+"""Pure domain logic: no protobuf, no SQLAlchemy, no I/O."""

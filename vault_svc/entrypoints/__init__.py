@@ -1,0 +1,1 @@
+"""gRPC servicers and workers: transport in, commands out."""

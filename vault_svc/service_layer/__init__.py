@@ -1,0 +1,1 @@
+"""Use cases: handlers that orchestrate the domain and the adapters."""
