@@ -19,7 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 $(BUF): package.json package-lock.json
-	npm ci --silent --no-audit --no-fund
+	# `npm install` (not `npm ci`): npm 11 drops the other platforms' optional buf binaries from the
+	# lock file and then refuses `ci`; with the lock present, install resolves the same pinned version.
+	npm install --silent --no-audit --no-fund
 	@touch $(BUF)
 
 setup: $(STAMP) $(BUF) ## Install Python dependencies (.venv) and buf (node_modules)
