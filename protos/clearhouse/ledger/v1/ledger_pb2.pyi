@@ -1049,12 +1049,17 @@ class ListEntriesRequest(_message.Message):
     STARTING_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    DESCENDING_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account."""
     limit: _builtins.int
     """Page size, 1-1,000; 0 means 100."""
     starting_after: _builtins.str
     """Cursor: return entries after this entry id."""
+    descending: _builtins.bool
+    """Newest first when true (the cursor then returns entries before `starting_after`); oldest
+    first by default.
+    """
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only entries committed at or after this time."""
@@ -1071,10 +1076,11 @@ class ListEntriesRequest(_message.Message):
         starting_after: _builtins.str = ...,
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        descending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_after", b"created_after", "created_before", b"created_before", "limit", b"limit", "starting_after", b"starting_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_after", b"created_after", "created_before", b"created_before", "descending", b"descending", "limit", b"limit", "starting_after", b"starting_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1082,7 +1088,7 @@ Global___ListEntriesRequest: _TypeAlias = ListEntriesRequest  # noqa: Y015
 
 @_typing.final
 class ListEntriesResponse(_message.Message):
-    """ListEntriesResponse is one page of entries, oldest first."""
+    """ListEntriesResponse is one page of entries, in the requested order."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -136,7 +136,8 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEntries(self, request, context):
-        """Lists the entries (history) of one account, oldest first, with the running balance.
+        """Lists the entries (history) of one account, oldest first (or newest first on request), with
+        the running balance.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,7 +55,9 @@ class LedgerStub:
     GetBalances: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetBalancesRequest, _ledger_pb2.GetBalancesResponse]
     """Returns balances (posted and pending, debits and credits, and the derived balance)."""
     ListEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListEntriesRequest, _ledger_pb2.ListEntriesResponse]
-    """Lists the entries (history) of one account, oldest first, with the running balance."""
+    """Lists the entries (history) of one account, oldest first (or newest first on request), with
+    the running balance.
+    """
     ExpirePendingTransfers: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ExpirePendingTransfersRequest, _ledger_pb2.ExpirePendingTransfersResponse]
     """Voids every pending transfer whose timeout has passed and reports how many it expired."""
     CheckInvariants: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CheckInvariantsRequest, _ledger_pb2.CheckInvariantsResponse]
@@ -90,7 +92,9 @@ class LedgerAsyncStub(LedgerStub):
     GetBalances: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetBalancesRequest, _ledger_pb2.GetBalancesResponse]  # type: ignore[assignment]
     """Returns balances (posted and pending, debits and credits, and the derived balance)."""
     ListEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListEntriesRequest, _ledger_pb2.ListEntriesResponse]  # type: ignore[assignment]
-    """Lists the entries (history) of one account, oldest first, with the running balance."""
+    """Lists the entries (history) of one account, oldest first (or newest first on request), with
+    the running balance.
+    """
     ExpirePendingTransfers: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExpirePendingTransfersRequest, _ledger_pb2.ExpirePendingTransfersResponse]  # type: ignore[assignment]
     """Voids every pending transfer whose timeout has passed and reports how many it expired."""
     CheckInvariants: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CheckInvariantsRequest, _ledger_pb2.CheckInvariantsResponse]  # type: ignore[assignment]
@@ -158,7 +162,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListEntriesResponse, _abc.Awaitable[_ledger_pb2.ListEntriesResponse]]:
-        """Lists the entries (history) of one account, oldest first, with the running balance."""
+        """Lists the entries (history) of one account, oldest first (or newest first on request), with
+        the running balance.
+        """
 
     @_abc_1.abstractmethod
     def ExpirePendingTransfers(
