@@ -1026,3 +1026,88 @@ class TriggerChargebackResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TriggerChargebackResponse: _TypeAlias = TriggerChargebackResponse  # noqa: Y015
+
+@_typing.final
+class ResolveChargebackRequest(_message.Message):
+    """ResolveChargebackRequest closes a chargeback."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ResolveChargebackRequest._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: ResolveChargebackRequest._Outcome.ValueType  # 0
+        """Not set (refused)."""
+        WON: ResolveChargebackRequest._Outcome.ValueType  # 1
+        """The merchant won: the disputed amount is returned (webhook `chargeback.won`)."""
+        LOST: ResolveChargebackRequest._Outcome.ValueType  # 2
+        """The merchant lost: the disputed amount stays with the cardholder (webhook `chargeback.lost`)."""
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
+        """Outcome of the chargeback for the merchant."""
+
+    OUTCOME_UNSPECIFIED: ResolveChargebackRequest.Outcome.ValueType  # 0
+    """Not set (refused)."""
+    WON: ResolveChargebackRequest.Outcome.ValueType  # 1
+    """The merchant won: the disputed amount is returned (webhook `chargeback.won`)."""
+    LOST: ResolveChargebackRequest.Outcome.ValueType  # 2
+    """The merchant lost: the disputed amount stays with the cardholder (webhook `chargeback.lost`)."""
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    DISPUTE_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """"provider_a" or "provider_b"."""
+    dispute_id: _builtins.str
+    """Provider's dispute id (`pdp_…`), as sent in the `chargeback.opened` webhook."""
+    outcome: Global___ResolveChargebackRequest.Outcome.ValueType
+    """WON or LOST."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        dispute_id: _builtins.str = ...,
+        outcome: Global___ResolveChargebackRequest.Outcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dispute_id", b"dispute_id", "outcome", b"outcome", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveChargebackRequest: _TypeAlias = ResolveChargebackRequest  # noqa: Y015
+
+@_typing.final
+class ResolveChargebackResponse(_message.Message):
+    """ResolveChargebackResponse reports the webhook event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    DISPUTE_ID_FIELD_NUMBER: _builtins.int
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Id of the webhook event sent to the platform (`pevt_…`)."""
+    dispute_id: _builtins.str
+    """Provider's dispute id (`pdp_…`)."""
+    @_builtins.property
+    def transaction(self) -> Global___Transaction:
+        """The transaction after the resolution."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        dispute_id: _builtins.str = ...,
+        transaction: Global___Transaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dispute_id", b"dispute_id", "event_id", b"event_id", "transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveChargebackResponse: _TypeAlias = ResolveChargebackResponse  # noqa: Y015

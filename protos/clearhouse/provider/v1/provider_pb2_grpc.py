@@ -84,6 +84,11 @@ class ProviderStub:
                 request_serializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.TriggerChargebackRequest.SerializeToString,
                 response_deserializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.TriggerChargebackResponse.FromString,
                 _registered_method=True)
+        self.ResolveChargeback = channel.unary_unary(
+                '/clearhouse.provider.v1.Provider/ResolveChargeback',
+                request_serializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.ResolveChargebackRequest.SerializeToString,
+                response_deserializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.ResolveChargebackResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServicer:
@@ -158,6 +163,14 @@ class ProviderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveChargeback(self, request, context):
+        """Closes an open chargeback as won or lost and sends `chargeback.won` / `chargeback.lost` to
+        the platform. A won chargeback returns the transaction to CAPTURED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +218,11 @@ def add_ProviderServicer_to_server(servicer, server):
                     servicer.TriggerChargeback,
                     request_deserializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.TriggerChargebackRequest.FromString,
                     response_serializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.TriggerChargebackResponse.SerializeToString,
+            ),
+            'ResolveChargeback': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveChargeback,
+                    request_deserializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.ResolveChargebackRequest.FromString,
+                    response_serializer=clearhouse_dot_provider_dot_v1_dot_provider__pb2.ResolveChargebackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +473,33 @@ class Provider:
             '/clearhouse.provider.v1.Provider/TriggerChargeback',
             clearhouse_dot_provider_dot_v1_dot_provider__pb2.TriggerChargebackRequest.SerializeToString,
             clearhouse_dot_provider_dot_v1_dot_provider__pb2.TriggerChargebackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveChargeback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clearhouse.provider.v1.Provider/ResolveChargeback',
+            clearhouse_dot_provider_dot_v1_dot_provider__pb2.ResolveChargebackRequest.SerializeToString,
+            clearhouse_dot_provider_dot_v1_dot_provider__pb2.ResolveChargebackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class ProviderStub:
     """Produces the provider's settlement report (CSV) for one day."""
     TriggerChargeback: _grpc.UnaryUnaryMultiCallable[_provider_pb2.TriggerChargebackRequest, _provider_pb2.TriggerChargebackResponse]
     """Opens a chargeback on a captured transaction and sends the webhook to the platform."""
+    ResolveChargeback: _grpc.UnaryUnaryMultiCallable[_provider_pb2.ResolveChargebackRequest, _provider_pb2.ResolveChargebackResponse]
+    """Closes an open chargeback as won or lost and sends `chargeback.won` / `chargeback.lost` to
+    the platform. A won chargeback returns the transaction to CAPTURED.
+    """
 
 @_typing.type_check_only
 class ProviderAsyncStub(ProviderStub):
@@ -89,6 +93,10 @@ class ProviderAsyncStub(ProviderStub):
     """Produces the provider's settlement report (CSV) for one day."""
     TriggerChargeback: _aio.UnaryUnaryMultiCallable[_provider_pb2.TriggerChargebackRequest, _provider_pb2.TriggerChargebackResponse]  # type: ignore[assignment]
     """Opens a chargeback on a captured transaction and sends the webhook to the platform."""
+    ResolveChargeback: _aio.UnaryUnaryMultiCallable[_provider_pb2.ResolveChargebackRequest, _provider_pb2.ResolveChargebackResponse]  # type: ignore[assignment]
+    """Closes an open chargeback as won or lost and sends `chargeback.won` / `chargeback.lost` to
+    the platform. A won chargeback returns the transaction to CAPTURED.
+    """
 
 class ProviderServicer(metaclass=_abc_1.ABCMeta):
     """Provider simulates the acquirers `provider_a` and `provider_b` (internal only, no HTTP binding).
@@ -171,5 +179,15 @@ class ProviderServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_provider_pb2.TriggerChargebackResponse, _abc.Awaitable[_provider_pb2.TriggerChargebackResponse]]:
         """Opens a chargeback on a captured transaction and sends the webhook to the platform."""
+
+    @_abc_1.abstractmethod
+    def ResolveChargeback(
+        self,
+        request: _provider_pb2.ResolveChargebackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_pb2.ResolveChargebackResponse, _abc.Awaitable[_provider_pb2.ResolveChargebackResponse]]:
+        """Closes an open chargeback as won or lost and sends `chargeback.won` / `chargeback.lost` to
+        the platform. A won chargeback returns the transaction to CAPTURED.
+        """
 
 def add_ProviderServicer_to_server(servicer: ProviderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
