@@ -117,6 +117,8 @@ class RunningServer:
     port: int
     health: health_aio.HealthServicer
     service_names: tuple[str, ...]
+    # Plaintext server carrying only the health service (CLEARHOUSE_HEALTH_PORT), for kubelet probes.
+    health_server: grpc.aio.Server | None = None
 
     async def set_serving(self, serving: bool) -> None:
         """Report SERVING / NOT_SERVING for every service (and the overall "" entry)."""
@@ -130,6 +132,8 @@ class RunningServer:
         """Report NOT_SERVING, let in-flight calls finish for `grace_seconds`, then stop."""
         await self.set_serving(False)
         await self.server.stop(grace_seconds)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
     async def wait(self) -> None:
         """Wait until the server stops."""
@@ -174,7 +178,23 @@ async def start_server(
     if bound == 0:
         raise OSError(f"could not bind {address}")
     await server.start()
-    running = RunningServer(server=server, port=bound, health=health, service_names=names)
+    health_server = await _start_health_server(settings, health) if settings.health_port else None
+    running = RunningServer(
+        server=server, port=bound, health=health, service_names=names, health_server=health_server
+    )
     await running.set_serving(True)
     log.info("gRPC server listening", extra={"address": address, "port": bound})
     return running
+
+
+async def _start_health_server(
+    settings: ServiceSettings, health: health_aio.HealthServicer
+) -> grpc.aio.Server:
+    """Serve `health` alone, in plaintext, on CLEARHOUSE_HEALTH_PORT (it reveals only SERVING or not)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    address = f"{settings.grpc_host}:{settings.health_port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"could not bind {address}")
+    await server.start()
+    return server

@@ -109,7 +109,7 @@ def write_port_file(var_dir: pathlib.Path, service_name: str, port: int) -> path
 async def _serve_forever(settings: ServiceSettings, build: Builder) -> None:
     running = await start(settings, build)
     write_port_file(settings.var_dir, settings.service_name, running.port)
-    metrics.serve_metrics(settings.metrics_port)
+    metrics.serve_metrics(settings.metrics_port, settings.metrics_host)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -74,6 +74,11 @@ class CommonSettings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     # Port for the Prometheus /metrics endpoint of a gRPC process; 0 disables it.
     metrics_port: int = Field(0, validation_alias="CLEARHOUSE_METRICS_PORT", ge=0, le=65535)
+    # Interface of that endpoint: loopback locally; 0.0.0.0 in a container so Prometheus can scrape.
+    metrics_host: str = Field("127.0.0.1", validation_alias="CLEARHOUSE_METRICS_HOST")
+    # Plaintext gRPC port serving only the standard health service, 0 disables it. Kubernetes'
+    # native grpc probes cannot present a client certificate, so they cannot reach the mTLS port.
+    health_port: int = Field(0, validation_alias="CLEARHOUSE_HEALTH_PORT", ge=0, le=65535)
     # Server-side deadline applied when a caller sets none, seconds.
     default_deadline_seconds: float = Field(
         10.0, validation_alias="CLEARHOUSE_DEFAULT_DEADLINE_SECONDS", gt=0, le=300

@@ -94,10 +94,15 @@ def _ensure_ca(certs_dir: pathlib.Path) -> tuple[ec.EllipticCurvePrivateKey, x50
 
 
 def ensure_identity(certs_dir: pathlib.Path, service: str) -> Identity:
-    """Load the service's key and certificate, creating the CA and them on first use."""
-    ca_key, ca_cert = _ensure_ca(certs_dir)
+    """Load the service's key and certificate, creating the CA and them on first use.
+
+    When the certificate, its key and ca.pem are all present (mounted from a Secret in
+    Kubernetes) the CA key is neither needed nor read: a pod must not hold the key that could
+    mint any identity, so only issuing a missing certificate touches it.
+    """
     key_path, cert_path = certs_dir / f"{service}.key", certs_dir / f"{service}.pem"
-    if not (key_path.exists() and cert_path.exists()):
+    if not (key_path.exists() and cert_path.exists() and (certs_dir / "ca.pem").exists()):
+        ca_key, ca_cert = _ensure_ca(certs_dir)
         key = _new_key()
         now = datetime.datetime.now(datetime.UTC)
         cert = (

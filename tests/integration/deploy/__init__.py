@@ -1,0 +1,1 @@
+"""Validation of deploy/: compose stack, Kubernetes manifests, Prometheus config and alert rules."""
