@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from chassis.settings import ServiceSettings
@@ -15,3 +16,7 @@ class LedgerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore", validate_default=True)
     service_name: ClassVar[str] = "ledger"
     default_grpc_port: ClassVar[int] = 50053
+
+    # How often the expiry worker releases pending transfers whose timeout passed, seconds;
+    # 0 turns the worker off (ExpirePendingTransfers still works on demand).
+    expiry_interval_seconds: float = Field(1.0, ge=0, le=3600)

@@ -1,0 +1,495 @@
+"""Use cases of the ledger: each one a short database transaction around the pure engine."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chassis import errors, ids
+from ledger_svc.adapters import store
+from ledger_svc.adapters.orm import accounts, batches, entries, transfers
+from ledger_svc.domain.chain import GENESIS_HASH, batch_hash
+from ledger_svc.domain.engine import Changes, TransferEngine, create_accounts
+from ledger_svc.domain.model import (
+    BATCH_SIZE_MAX,
+    Account,
+    AccountResult,
+    Entry,
+    EntryKind,
+    EntrySide,
+    NewAccount,
+    Transfer,
+    TransferRequest,
+    TransferResult,
+    TransferState,
+)
+from ledger_svc.service_layer.write_queue import WriteQueue
+
+log = logging.getLogger("ledger.handlers")
+
+T = TypeVar("T")
+Clock = Callable[[], int]
+
+# A transaction that loses a race (unique key taken by another replica, PostgreSQL deadlock or
+# serialization failure, SQLite busy) is retried from scratch this many times before the caller
+# is told to retry.
+WRITE_ATTEMPTS_MAX = 8
+RETRY_BACKOFF_SECONDS_MAX = 0.05
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 1_000
+EXPIRE_LIMIT_DEFAULT = 1_000
+# Batches re-hashed per round trip by VerifyChain.
+VERIFY_CHUNK_BATCHES = 500
+_RETRYABLE_PGCODES = frozenset({"40001", "40P01", "23505"})
+
+
+def wall_clock_us() -> int:
+    """Microseconds since the epoch."""
+    return time.time_ns() // 1_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntryView:
+    """An entry as listed: with its sequence number, time, and its transfer's code and metadata."""
+
+    seq: int
+    entry: Entry
+    currency: str
+    created_at_us: int
+    code: int
+    metadata: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant."""
+
+    invariant: str
+    account_id: str
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvariantReport:
+    """What CheckInvariants checked and found."""
+
+    checked: tuple[str, ...]
+    violations: tuple[Violation, ...]
+    accounts_checked: int
+    transfers_checked: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What VerifyChain recomputed."""
+
+    ok: bool
+    batches_checked: int
+    first_broken_batch_id: str
+    detail: str
+
+
+INVARIANTS = (
+    "debits_equal_credits_posted",
+    "debits_equal_credits_pending",
+    "flag_overdrawn",
+    "balance_equals_entries",
+    "pending_equals_open_transfers",
+)
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, exc.IntegrityError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+        if code in _RETRYABLE_PGCODES:
+            return True
+        return "database is locked" in str(error.orig)
+    return False
+
+
+def _check_batch_size(count: int, field: str) -> None:
+    if count > BATCH_SIZE_MAX:
+        raise errors.InvalidArgument(
+            f"at most {BATCH_SIZE_MAX} items per call",
+            reason="BATCH_TOO_LARGE",
+            field_violations=[errors.FieldViolation(field, f"at most {BATCH_SIZE_MAX} items")],
+        )
+
+
+class LedgerService:
+    """The ledger's use cases over one database."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock = wall_clock_us) -> None:
+        self._engine = engine
+        self._clock = clock
+        self.write_queue = WriteQueue(self._write_transfer_group)
+
+    # -- transactions --------------------------------------------------------------------------
+
+    async def _in_transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        for attempt in range(1, WRITE_ATTEMPTS_MAX + 1):
+            try:
+                async with self._engine.begin() as connection:
+                    return await work(connection)
+            except exc.DBAPIError as error:
+                if not _retryable(error) or attempt == WRITE_ATTEMPTS_MAX:
+                    if _retryable(error):
+                        raise errors.Aborted(
+                            "the ledger lost too many races; retry",
+                            reason="LEDGER_CONTENTION",
+                            retry_after_seconds=0.1,
+                        ) from error
+                    raise
+                log.info("retrying a ledger transaction", extra={"attempt": attempt})
+                await asyncio.sleep(random.uniform(0, RETRY_BACKOFF_SECONDS_MAX * attempt))
+        raise AssertionError("unreachable")
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def create_accounts(self, requests: Sequence[NewAccount]) -> list[AccountResult]:
+        """Create a batch of accounts; one result each."""
+        _check_batch_size(len(requests), "accounts")
+        if not requests:
+            return []
+
+        async def work(connection: AsyncConnection) -> list[AccountResult]:
+            now_us = self._clock()
+            existing = await store.load_accounts(connection, [r.id for r in requests])
+            results, created = create_accounts(requests, existing, now_us)
+            if created:
+                await store.commit_changes(
+                    connection, Changes(new_accounts=created), ids.new_id("batch"), now_us
+                )
+            return results
+
+        return await self._in_transaction(work)
+
+    # -- transfers -----------------------------------------------------------------------------
+
+    async def create_transfers(self, requests: Sequence[TransferRequest]) -> tuple[list[TransferResult], str]:
+        """Apply a batch of transfers (grouped with concurrent calls); results and batch id."""
+        _check_batch_size(len(requests), "transfers")
+        if not requests:
+            return [], ""
+        return await self.write_queue.submit(requests)
+
+    async def _write_transfer_group(
+        self, group: Sequence[Sequence[TransferRequest]]
+    ) -> tuple[list[list[TransferResult]], str]:
+        async def work(connection: AsyncConnection) -> tuple[list[list[TransferResult]], str]:
+            flat = [request for batch in group for request in batch]
+            pending_ids = {r.pending_id for r in flat if r.pending_id}
+            account_ids = {r.debit_account_id for r in flat} | {r.credit_account_id for r in flat}
+            account_ids |= await store.pending_accounts(connection, pending_ids)
+            account_ids.discard("")
+            locked = await store.lock_accounts(connection, account_ids)
+            transfer_ids = {r.id for r in flat} | pending_ids
+            known = await store.load_transfers(connection, transfer_ids)
+            failed = await store.load_failed(connection, {r.id for r in flat} - set(known))
+            now_us = self._clock()
+            engine = TransferEngine(locked, known, failed, now_us)
+            results = [engine.apply(batch) for batch in group]
+            if engine.changes.empty:
+                return results, ""
+            batch_id = ids.new_id("batch")
+            await store.commit_changes(connection, engine.changes, batch_id, now_us)
+            return results, batch_id
+
+        return await self._in_transaction(work)
+
+    async def expire_pending(self, limit: int = 0) -> list[str]:
+        """Release pending transfers whose timeout has passed (at most `limit`, 0 = 1,000)."""
+        if limit < 0 or limit > BATCH_SIZE_MAX:
+            raise errors.InvalidArgument(
+                "limit must be between 0 and 1000",
+                reason="INVALID_LIMIT",
+                field_violations=[errors.FieldViolation("limit", "between 0 and 1000")],
+            )
+        limit = limit or EXPIRE_LIMIT_DEFAULT
+
+        async def work(connection: AsyncConnection) -> list[str]:
+            now_us = self._clock()
+            candidates = (
+                await connection.execute(
+                    sa.select(transfers.c.id, transfers.c.debit_account_id, transfers.c.credit_account_id)
+                    .where(
+                        transfers.c.state == int(TransferState.PENDING),
+                        transfers.c.expires_at_us > 0,
+                        transfers.c.expires_at_us <= now_us,
+                    )
+                    .order_by(transfers.c.expires_at_us, transfers.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            if not candidates:
+                return []
+            account_ids = {row.debit_account_id for row in candidates} | {
+                row.credit_account_id for row in candidates
+            }
+            locked = await store.lock_accounts(connection, account_ids)
+            known = await store.load_transfers(connection, [row.id for row in candidates])
+            engine = TransferEngine(locked, known, {}, now_us)
+            released = engine.expire([row.id for row in candidates])
+            if released:
+                await store.commit_changes(connection, engine.changes, ids.new_id("batch"), now_us)
+            return released
+
+        return await self._in_transaction(work)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def lookup_accounts(self, account_ids: Sequence[str]) -> list[Account]:
+        """Accounts found, in request order."""
+        _check_batch_size(len(account_ids), "ids")
+        async with self._engine.connect() as connection:
+            found = await store.load_accounts(connection, account_ids)
+        return [found[i] for i in account_ids if i in found]
+
+    async def lookup_transfers(self, transfer_ids: Sequence[str]) -> list[Transfer]:
+        """Transfers found, in request order."""
+        _check_batch_size(len(transfer_ids), "ids")
+        async with self._engine.connect() as connection:
+            found = await store.load_transfers(connection, transfer_ids)
+        return [found[i] for i in transfer_ids if i in found]
+
+    async def list_entries(
+        self,
+        account_id: str,
+        *,
+        limit: int = 0,
+        starting_after: str = "",
+        created_after_us: int | None = None,
+        created_before_us: int | None = None,
+        descending: bool = False,
+    ) -> tuple[list[EntryView], bool]:
+        """One page of an account's history and whether more follows."""
+        violations = []
+        if limit < 0 or limit > PAGE_SIZE_MAX:
+            violations.append(errors.FieldViolation("limit", f"between 0 and {PAGE_SIZE_MAX}"))
+        cursor: int | None = None
+        if starting_after:
+            if not starting_after.isdigit() or len(starting_after) > 19:
+                violations.append(errors.FieldViolation("starting_after", "an entry id"))
+            else:
+                cursor = int(starting_after)
+        if violations:
+            raise errors.InvalidArgument(
+                "invalid page request", reason="INVALID_PAGE", field_violations=violations
+            )
+        page_size = limit or PAGE_SIZE_DEFAULT
+        async with self._engine.connect() as connection:
+            account = (await store.load_accounts(connection, [account_id])).get(account_id)
+            if account is None:
+                raise errors.NotFound(f"account {account_id!r} does not exist", reason="ACCOUNT_NOT_FOUND")
+            statement = (
+                sa.select(entries, transfers.c.code, transfers.c.metadata.label("transfer_metadata"))
+                .join(transfers, transfers.c.id == entries.c.transfer_id)
+                .where(entries.c.account_id == account_id)
+            )
+            if cursor is not None:
+                statement = statement.where(entries.c.seq < cursor if descending else entries.c.seq > cursor)
+            if created_after_us is not None:
+                statement = statement.where(entries.c.created_at_us >= created_after_us)
+            if created_before_us is not None:
+                statement = statement.where(entries.c.created_at_us < created_before_us)
+            order = entries.c.seq.desc() if descending else entries.c.seq.asc()
+            rows = (await connection.execute(statement.order_by(order).limit(page_size + 1))).all()
+        views = [
+            EntryView(
+                seq=row.seq,
+                entry=store.entry_from_row(row),
+                currency=account.currency,
+                created_at_us=row.created_at_us,
+                code=row.code,
+                metadata=store.load_metadata(row.transfer_metadata),
+            )
+            for row in rows[:page_size]
+        ]
+        return views, len(rows) > page_size
+
+    # -- audits --------------------------------------------------------------------------------
+
+    async def check_invariants(self) -> InvariantReport:
+        """Check every invariant in one consistent snapshot."""
+        violations: list[Violation] = []
+        async with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            all_accounts = [
+                store.account_from_row(row) for row in (await connection.execute(sa.select(accounts))).all()
+            ]
+            sums: dict[tuple[str, int, int], int] = {}
+            for row in (
+                await connection.execute(
+                    sa.select(
+                        entries.c.account_id, entries.c.side, entries.c.kind, sa.func.sum(entries.c.amount)
+                    ).group_by(entries.c.account_id, entries.c.side, entries.c.kind)
+                )
+            ).all():
+                sums[(row[0], row[1], row[2])] = int(row[3])
+            open_pending: dict[tuple[str, int], int] = {}
+            for row in (
+                await connection.execute(
+                    sa.select(
+                        transfers.c.debit_account_id,
+                        transfers.c.credit_account_id,
+                        sa.func.sum(transfers.c.amount),
+                    )
+                    .where(transfers.c.state == int(TransferState.PENDING))
+                    .group_by(transfers.c.debit_account_id, transfers.c.credit_account_id)
+                )
+            ).all():
+                key_debit, key_credit = (row[0], int(EntrySide.DEBIT)), (row[1], int(EntrySide.CREDIT))
+                open_pending[key_debit] = open_pending.get(key_debit, 0) + int(row[2])
+                open_pending[key_credit] = open_pending.get(key_credit, 0) + int(row[2])
+            transfer_count = int(
+                (await connection.execute(sa.select(sa.func.count()).select_from(transfers))).scalar_one()
+            )
+
+        totals: dict[str, list[int]] = {}
+        for account in all_accounts:
+            total = totals.setdefault(account.currency, [0, 0, 0, 0])
+            total[0] += account.debits_posted
+            total[1] += account.credits_posted
+            total[2] += account.debits_pending
+            total[3] += account.credits_pending
+            self._check_account(account, sums, open_pending, violations)
+        for currency, (debits, credits, debits_pending, credits_pending) in sorted(totals.items()):
+            if debits != credits:
+                violations.append(
+                    Violation(
+                        "debits_equal_credits_posted", "", f"{currency}: debits {debits} != credits {credits}"
+                    )
+                )
+            if debits_pending != credits_pending:
+                violations.append(
+                    Violation(
+                        "debits_equal_credits_pending",
+                        "",
+                        f"{currency}: pending debits {debits_pending} != pending credits {credits_pending}",
+                    )
+                )
+        return InvariantReport(INVARIANTS, tuple(violations), len(all_accounts), transfer_count)
+
+    @staticmethod
+    def _check_account(
+        account: Account,
+        sums: dict[tuple[str, int, int], int],
+        open_pending: dict[tuple[str, int], int],
+        violations: list[Violation],
+    ) -> None:
+        if (
+            account.debits_must_not_exceed_credits
+            and account.debits_posted + account.debits_pending > account.credits_posted
+        ):
+            violations.append(
+                Violation(
+                    "flag_overdrawn",
+                    account.id,
+                    f"debits {account.debits_posted} + pending {account.debits_pending} "
+                    f"> credits {account.credits_posted}",
+                )
+            )
+        if (
+            account.credits_must_not_exceed_debits
+            and account.credits_posted + account.credits_pending > account.debits_posted
+        ):
+            violations.append(
+                Violation(
+                    "flag_overdrawn",
+                    account.id,
+                    f"credits {account.credits_posted} + pending {account.credits_pending} "
+                    f"> debits {account.debits_posted}",
+                )
+            )
+        for side, posted, pending in (
+            (EntrySide.DEBIT, account.debits_posted, account.debits_pending),
+            (EntrySide.CREDIT, account.credits_posted, account.credits_pending),
+        ):
+            entries_posted = sums.get((account.id, int(side), int(EntryKind.POSTED)), 0)
+            entries_pending = sums.get((account.id, int(side), int(EntryKind.PENDING)), 0) - sums.get(
+                (account.id, int(side), int(EntryKind.RELEASED)), 0
+            )
+            if entries_posted != posted or entries_pending != pending:
+                violations.append(
+                    Violation(
+                        "balance_equals_entries",
+                        account.id,
+                        f"{side.name.lower()}s posted {posted} vs entries {entries_posted}, "
+                        f"pending {pending} vs entries {entries_pending}",
+                    )
+                )
+            reserved = open_pending.get((account.id, int(side)), 0)
+            if reserved != pending:
+                violations.append(
+                    Violation(
+                        "pending_equals_open_transfers",
+                        account.id,
+                        f"{side.name.lower()}s pending {pending} vs open pending transfers {reserved}",
+                    )
+                )
+
+    async def verify_chain(self) -> ChainReport:
+        """Recompute every batch's link, oldest first; stop at the first broken one."""
+        previous = GENESIS_HASH
+        checked = 0
+        async with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            last_seq = int(
+                (
+                    await connection.execute(sa.select(sa.func.coalesce(sa.func.max(batches.c.seq), 0)))
+                ).scalar_one()
+            )
+            stored = {
+                row.seq: row
+                for row in (await connection.execute(sa.select(batches).order_by(batches.c.seq))).all()
+            }
+            for first in range(1, last_seq + 1, VERIFY_CHUNK_BATCHES):
+                last = min(last_seq, first + VERIFY_CHUNK_BATCHES - 1)
+                contents = await store.batch_contents(connection, first, last)
+                for seq in range(first, last + 1):
+                    batch = stored.get(seq)
+                    if batch is None:
+                        return ChainReport(False, checked, f"#{seq}", f"batch number {seq} is missing")
+                    if batch.previous_hash != previous:
+                        return ChainReport(
+                            False, checked, batch.id, "previous_hash does not match the prior batch"
+                        )
+                    content = contents.get(seq)
+                    if content is None or batch_hash(previous, content) != batch.hash:
+                        return ChainReport(
+                            False, checked, batch.id, "content does not hash to the stored link"
+                        )
+                    previous = batch.hash
+                    checked += 1
+            orphans = [seq for seq in await self._rows_outside_batches(connection, last_seq)]
+            if orphans:
+                return ChainReport(
+                    False, checked, f"#{orphans[0]}", "rows refer to a batch that does not exist"
+                )
+        return ChainReport(True, checked, "", f"{checked} batches verified")
+
+    @staticmethod
+    async def _rows_outside_batches(connection: AsyncConnection, last_seq: int) -> list[int]:
+        """Batch numbers used by rows but beyond the chain (rows inserted behind its back)."""
+        found: set[int] = set()
+        for table in (accounts, transfers, entries):
+            for row in (
+                await connection.execute(
+                    sa.select(table.c.batch_seq).where(table.c.batch_seq > last_seq).limit(1)
+                )
+            ).all():
+                found.add(int(row[0]))
+        return sorted(found)

@@ -1,0 +1,1 @@
+"""Ledger service tests: real gRPC servers, real SQLite and PostgreSQL."""
