@@ -40,7 +40,9 @@ class Ledger:
     settings: LedgerSettings
 
 
-def ledger_settings(var_dir: pathlib.Path, database_url: str, *, expiry_interval_seconds: float = 0) -> LedgerSettings:
+def ledger_settings(
+    var_dir: pathlib.Path, database_url: str, *, expiry_interval_seconds: float = 0
+) -> LedgerSettings:
     return LedgerSettings(
         CLEARHOUSE_VAR_DIR=var_dir,
         database_url=database_url,
