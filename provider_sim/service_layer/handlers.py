@@ -177,27 +177,26 @@ class ProviderService:
         no answer before its deadline (a timeout).
         """
         with translated():
-            draw: Draw | None = None
-            async with self.uow.begin() as repo:
-                found = await lookup(repo)
-                if found is not None:
-                    return found, True
-                draw = runtime.injector.draw(may_decline=may_decline)
-                # Without simulated latency the change is applied in the same transaction (the
-                # hot path of every payment); with latency, the sleep happens outside any lock.
-                immediate = await perform(repo, draw) if draw.latency_seconds <= 0 else None
-            if immediate is None:
-                await asyncio.sleep(draw.latency_seconds)
-                try:
+            try:
+                async with self.uow.begin() as repo:
+                    found = await lookup(repo)
+                    if found is not None:
+                        return found, True
+                    draw = runtime.injector.draw(may_decline=may_decline)
+                    # Without simulated latency the change is applied in the same transaction (the
+                    # hot path of every payment); with latency, the sleep happens outside any lock.
+                    immediate = await perform(repo, draw) if draw.latency_seconds <= 0 else None
+                if immediate is None:
+                    await asyncio.sleep(draw.latency_seconds)
                     async with self.uow.begin() as repo:
                         immediate = await perform(repo, draw)
-                except IntegrityError:
-                    # A concurrent call with the same reference won the race: answer its result.
-                    async with self.uow.begin() as repo:
-                        found = await lookup(repo)
-                    if found is None:
-                        raise
-                    return found, True
+            except IntegrityError:
+                # A concurrent call with the same reference won the race: answer its result.
+                async with self.uow.begin() as repo:
+                    found = await lookup(repo)
+                if found is None:
+                    raise
+                return found, True
         result, hang = immediate
         if hang:
             runtime.counters.timeouts += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import grpc
@@ -273,3 +274,26 @@ async def test_callers_other_than_payments_and_tools_are_refused(provider: Provi
         await channel.close()
     assert error.code is grpc.StatusCode.PERMISSION_DENIED
     assert error.reason == "CALLER_NOT_ALLOWED"
+
+
+async def test_concurrent_repeats_of_one_reference_create_one_transaction(provider: Provider) -> None:
+    request = authorize_request("4242424242424242", amount=10_000)
+    responses = await asyncio.gather(*(provider.stub.Authorize(request, timeout=10) for _ in range(8)))
+    assert len({response.transaction.id for response in responses}) == 1
+    assert [response.replayed for response in responses].count(False) == 1
+    assert await count(provider, orm.transactions) == 1
+    txn = responses[0].transaction
+    await provider.stub.Capture(capture(txn, 5_000), timeout=5)
+    refunds = [refund(txn, 1_000) for _ in range(8)]
+    outcomes = await asyncio.gather(
+        *(provider.stub.Refund(request, timeout=10) for request in refunds), return_exceptions=True
+    )
+    succeeded = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+    assert len(succeeded) == 5
+    for outcome in outcomes:
+        if isinstance(outcome, grpc.aio.AioRpcError):
+            assert errors.from_rpc_error(outcome).reason == "REFUND_EXCEEDS_CAPTURED"
+    view = await provider.stub.GetTransaction(
+        provider_pb2.GetTransactionRequest(provider="provider_a", transaction_id=txn.id), timeout=5
+    )
+    assert view.transaction.amount_refunded == 5_000 and len(view.refunds) == 5
