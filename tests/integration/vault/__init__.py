@@ -1,0 +1,1 @@
+"""Vault integration tests: real gRPC servers (mTLS), SQLite and PostgreSQL."""
