@@ -131,3 +131,35 @@ async def test_resolving_a_chargeback_sends_won_or_lost(provider: Provider) -> N
 
     error = await rpc_error(again)
     assert error.reason == "DISPUTE_ALREADY_RESOLVED"
+
+
+async def test_delivery_gives_up_after_the_attempt_limit(provider: Provider) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from provider_sim.adapters import orm
+    from provider_sim.domain.webhooks import WEBHOOK_ATTEMPTS_MAX
+
+    provider.receiver.fail_first = 1_000
+    txn = await captured(provider, "4242424242424242")
+    triggered = await provider.stub.TriggerChargeback(
+        provider_pb2.TriggerChargebackRequest(provider="provider_a", transaction_id=txn.id), timeout=5
+    )
+    await provider.receiver.wait_for(lambda received: len(received) >= WEBHOOK_ATTEMPTS_MAX)
+    engine = provider.running.definition.extras["engine"]
+    query = sa.select(orm.webhook_events.c.status, orm.webhook_events.c.attempts).where(
+        orm.webhook_events.c.id == triggered.event_id
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        async with engine.connect() as connection:
+            status, attempts = (await connection.execute(query)).one()
+        if status == "failed" or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    assert (status, attempts) == ("failed", WEBHOOK_ATTEMPTS_MAX)
+    # Nothing more is sent once the event is given up: a further delivery pass finds nothing due.
+    assert await provider.running.definition.extras["dispatcher"].deliver_due() == 0
+    assert len(provider.receiver.received) == WEBHOOK_ATTEMPTS_MAX
