@@ -10,15 +10,33 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from clearhouse.vault.v1 import vault_pb2, vault_pb2_grpc
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chassis import errors
+from chassis import __version__, errors, telemetry
 from chassis.channels import open_channel
 from chassis.service import RunningService, start
 from vault_svc.bootstrap import build
 from vault_svc.settings import VaultSettings
 
 CALL_TIMEOUT_SECONDS = 10.0
+# Spans of every vault test in this process (cleared per test), exported synchronously.
+SPANS = InMemorySpanExporter()
+_tracing: list[bool] = []
+
+
+def ensure_tracing(var_dir: pathlib.Path) -> None:
+    """Install tracing once per process with the in-memory exporter (as `main()` would with OTLP)."""
+    if not _tracing:
+        telemetry.setup_tracing(
+            "vault",
+            version=__version__,
+            environment="test",
+            var_dir=var_dir,
+            exporter=SPANS,
+            synchronous=True,
+        )
+        _tracing.append(True)
 
 
 def luhn_complete(body: str) -> str:
@@ -80,9 +98,7 @@ class Vault:
 
 
 def vault_settings(var_dir: pathlib.Path, database_url: str, **overrides: object) -> VaultSettings:
-    return VaultSettings(
-        CLEARHOUSE_VAR_DIR=var_dir, database_url=database_url, grpc_port=0, **overrides
-    )
+    return VaultSettings(CLEARHOUSE_VAR_DIR=var_dir, database_url=database_url, grpc_port=0, **overrides)
 
 
 @dataclasses.dataclass
@@ -108,6 +124,8 @@ class VaultFactory:
 
 @pytest.fixture
 async def vault_factory(var_dir: pathlib.Path, database_url: str) -> AsyncIterator[VaultFactory]:
+    ensure_tracing(var_dir)
+    SPANS.clear()
     factory = VaultFactory(var_dir, database_url)
     try:
         yield factory

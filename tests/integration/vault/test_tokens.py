@@ -42,7 +42,8 @@ async def test_tokenize_returns_metadata_and_reveal_returns_the_card(vault: Vaul
     assert meta.cardholder_name == "Ada Lovelace"
 
     got = await vault.payments.GetTokenMetadata(
-        vault_pb2.GetTokenMetadataRequest(token=meta.token, merchant_id=merchant), timeout=CALL_TIMEOUT_SECONDS
+        vault_pb2.GetTokenMetadataRequest(token=meta.token, merchant_id=merchant),
+        timeout=CALL_TIMEOUT_SECONDS,
     )
     assert got.token.fingerprint == meta.fingerprint and got.token.cvc_held
 
@@ -98,7 +99,9 @@ async def test_another_merchants_token_is_not_found_and_the_denial_is_logged(vau
                 token=meta.token, merchant_id=intruder, purpose=vault_pb2.RevealCardRequest.AUTHORIZATION
             )
         ),
-        lambda: vault.payments.DeleteToken(vault_pb2.DeleteTokenRequest(token=meta.token, merchant_id=intruder)),
+        lambda: vault.payments.DeleteToken(
+            vault_pb2.DeleteTokenRequest(token=meta.token, merchant_id=intruder)
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call()
@@ -182,7 +185,9 @@ async def test_bad_input_is_invalid_argument_with_a_field_violation_and_no_recor
         assert "4242424242424242" not in error.message and "4242424242424242" not in str(error.status)
     with pytest.raises(grpc.aio.AioRpcError) as missing_merchant:
         await vault.payments.Tokenize(
-            vault_pb2.TokenizeRequest(card=vault_pb2.Card(number="4242424242424242", exp_month=1, exp_year=2040))
+            vault_pb2.TokenizeRequest(
+                card=vault_pb2.Card(number="4242424242424242", exp_month=1, exp_year=2040)
+            )
         )
     assert [v.field for v in remote(missing_merchant.value).field_violations] == ["merchant_id"]
     assert await count_rows(vault, tokens) == 0
@@ -196,7 +201,8 @@ async def test_non_payments_callers_may_not_tokenize_ledger(vault: Vault) -> Non
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await vault.ledger.Tokenize(
             vault_pb2.TokenizeRequest(
-                card=vault_pb2.Card(number="4242424242424242", exp_month=1, exp_year=2040), merchant_id="mch_x"
+                card=vault_pb2.Card(number="4242424242424242", exp_month=1, exp_year=2040),
+                merchant_id="mch_x",
             )
         )
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
