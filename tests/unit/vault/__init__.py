@@ -1,0 +1,1 @@
+"""Vault unit tests: pure domain logic and adapters without servers."""
