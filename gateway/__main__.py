@@ -38,6 +38,9 @@ def main() -> None:
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # The gateway reads X-Forwarded-For itself (trusted_proxy_count); uvicorn must not
+        # rewrite the client address from it.
+        proxy_headers=False,
         log_config=None,
         access_log=False,
         server_header=False,

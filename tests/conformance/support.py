@@ -262,7 +262,13 @@ async def running_gateway(settings: GatewaySettings, backend_address: str) -> As
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, lifespan="on", log_config=None, access_log=False, http="httptools", loop="asyncio"
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        http="httptools",
+        loop="asyncio",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
