@@ -9,6 +9,7 @@ secret a service adds later goes into its file by hand (or delete them all, on a
 from __future__ import annotations
 
 import argparse
+import base64
 import pathlib
 import secrets
 
@@ -28,8 +29,9 @@ def secret_files(postgres_password: str, shared: dict[str, str]) -> dict[str, di
     for service in DATABASE_SERVICES:
         url = f"postgresql://clearhouse:{postgres_password}@postgres:5432/{service}"
         files[service] = {f"{service.upper()}_DATABASE_URL": url}
-    # The vault's key-encryption keys; the format is the vault service's (see docs/operations.md).
-    files["vault"]["VAULT_KEYS"] = shared["VAULT_KEYS"]
+    # Key-encryption keys by version, "<version>:<base64 of 32 bytes>[,…]" (vault_svc/settings.py).
+    files["vault"]["VAULT_KEYS"] = "1:" + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+    files["vault"]["VAULT_FINGERPRINT_KEY"] = token()
     files["provider"].update(
         PROVIDER_A_WEBHOOK_SECRET=shared["PROVIDER_A_WEBHOOK_SECRET"],
         PROVIDER_B_WEBHOOK_SECRET=shared["PROVIDER_B_WEBHOOK_SECRET"],
@@ -61,7 +63,6 @@ def write(out_dir: pathlib.Path) -> list[pathlib.Path]:
         "CLEARHOUSE_ADMIN_KEY": "sk_admin_" + token(),
         "PROVIDER_A_WEBHOOK_SECRET": token(),
         "PROVIDER_B_WEBHOOK_SECRET": token(),
-        "VAULT_KEYS": token(),
     }
     written = []
     for name, variables in secret_files(token(), shared).items():

@@ -3,6 +3,8 @@ compose_secrets — run as the containers run them (`python deploy/<script>.py`)
 
 from __future__ import annotations
 
+import base64
+import importlib
 import os
 import pathlib
 import stat
@@ -11,9 +13,11 @@ import sys
 
 import pytest
 import sqlalchemy
+import yaml
 from alembic.script import ScriptDirectory
 
 from chassis import db, tls
+from chassis.settings import load
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SCRIPT_SECONDS_MAX = 120
@@ -105,9 +109,43 @@ def test_compose_secrets_are_random_consistent_and_written_once(tmp_path: pathli
         assert files["provider"][key] == files["payments"][key]
     assert files["provider"]["PROVIDER_A_WEBHOOK_SECRET"] != files["provider"]["PROVIDER_B_WEBHOOK_SECRET"]
     assert len(files["payments"]["CLEARHOUSE_ADMIN_KEY"]) >= 32
+    version, key = files["vault"]["VAULT_KEYS"].split(":", 1)
+    assert version == "1" and len(base64.b64decode(key)) == 32
     assert stat.S_IMODE((tmp_path / "payments.env").stat().st_mode) == 0o600
     before = (tmp_path / "payments.env").read_text()
     (tmp_path / "vault.env").unlink()
     assert run_script("compose_secrets.py", str(tmp_path)).returncode == 0
     assert (tmp_path / "payments.env").read_text() == before
     assert not (tmp_path / "vault.env").exists()  # all or nothing: no half-regenerated set
+
+
+SETTINGS_CLASSES = {
+    "ledger": "ledger_svc.settings:LedgerSettings",
+    "vault": "vault_svc.settings:VaultSettings",
+    "provider": "provider_sim.settings:ProviderSettings",
+    "payments": "payments_svc.settings:PaymentsSettings",
+    "gateway": "gateway.settings:GatewaySettings",
+}
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS_CLASSES))
+def test_compose_secrets_satisfy_production_settings(
+    service: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process's settings, in production mode, accept its generated env file as is."""
+    assert run_script("compose_secrets.py", str(tmp_path)).returncode == 0
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    for key in list(os.environ):
+        if key.startswith(
+            ("CLEARHOUSE_", "LEDGER_", "VAULT_", "PROVIDER_", "PAYMENTS_", "GATEWAY_", "REDIS_")
+        ):
+            monkeypatch.delenv(key)
+    variables = {str(k): str(v) for k, v in compose["services"][service]["environment"].items()}
+    for line in (tmp_path / f"{service}.env").read_text().splitlines():
+        key, value = line.split("=", 1)
+        variables[key] = value
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    module_name, class_name = SETTINGS_CLASSES[service].split(":")
+    settings = load(getattr(importlib.import_module(module_name), class_name))
+    assert settings.is_production
