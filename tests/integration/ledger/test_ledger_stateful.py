@@ -32,9 +32,6 @@ from tests.integration.ledger.helpers import A, F, R, T
 from tests.integration.ledger.model import LedgerModel, Spec
 
 X = TypeVar("X")
-import collections
-
-STATS: collections.Counter[str] = collections.Counter()
 MACHINE_SETTINGS = settings(
     max_examples=20,
     stateful_step_count=30,
