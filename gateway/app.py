@@ -232,7 +232,7 @@ class Gateway:
                     raise route_error
                 assert match is not None
                 status_code, extra_headers, content_type, body = await self._transcode(
-                    match, scope, headers, request_id, receive, extra_headers
+                    match, scope, headers, request_id=request_id, receive=receive, extra_headers=extra_headers
                 )
             except errors.GatewayError as error:
                 status_code, content_type, body = self._error_response(error.status)
@@ -299,6 +299,7 @@ class Gateway:
         match: routes.Match,
         scope: Scope,
         headers: dict[bytes, bytes],
+        *,
         request_id: str,
         receive: Receive,
         extra_headers: list[tuple[bytes, bytes]],
@@ -347,9 +348,11 @@ class Gateway:
         extra_headers.extend(edge.flag_headers(await call.initial_metadata()))
         extra_headers.extend(edge.flag_headers(await call.trailing_metadata()))
         if binding.response_is_http_body:
-            http_body = getattr(response, binding.response_field.name) if binding.response_field else response
-            media = http_body.content_type or "application/octet-stream"  # type: ignore[attr-defined]
-            return 200, extra_headers, media.encode("latin-1"), bytes(http_body.data)  # type: ignore[attr-defined]
+            http_body: Any = (
+                getattr(response, binding.response_field.name) if binding.response_field else response
+            )
+            media = http_body.content_type or "application/octet-stream"
+            return 200, extra_headers, media.encode("latin-1"), bytes(http_body.data)
         payload = binding.response_printer(
             getattr(response, binding.response_field.name) if binding.response_field else response
         )

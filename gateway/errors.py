@@ -74,7 +74,7 @@ def reason_of(status: status_pb2.Status) -> str | None:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return str(info.reason)
     return None
 
 
@@ -84,8 +84,9 @@ def retry_after_seconds(status: status_pb2.Status) -> int | None:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
-            delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-            return max(0, math.ceil(delay))
+            delay: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            seconds: int = math.ceil(delay)
+            return max(0, seconds)
     return None
 
 

@@ -23,7 +23,7 @@ from google.protobuf import descriptor, descriptor_pb2
 from grpc_tools import protoc
 
 from chassis import __version__
-from gateway import protojson, routes
+from gateway import protojson, routes, templates
 from gateway.settings import GatewaySettings
 
 FieldDescriptor = descriptor.FieldDescriptor
@@ -185,6 +185,7 @@ class _Builder:
 
     def scalar(self, field: FieldDescriptor) -> dict[str, Any]:
         if field.type == FieldDescriptor.TYPE_ENUM:
+            assert field.enum_type is not None
             return {"type": "string", "enum": [value.name for value in field.enum_type.values]}
         schema = dict(_SCALAR_SCHEMAS[field.type])
         if schema.pop("enum_strings", False):
@@ -252,8 +253,9 @@ def document(
         verb = binding.http_method.lower()
         if verb not in OPENAPI_METHODS:
             continue
-        operation = _operation(builder, binding, settings)
-        paths.setdefault(binding.template.openapi_path(), {})[verb] = operation
+        path, path_parameters = binding.template.openapi_path()
+        operation = _operation(builder, binding, path_parameters)
+        paths.setdefault(path, {})[verb] = operation
     return {
         "openapi": "3.1.0",
         "info": {
@@ -290,44 +292,39 @@ def document(
     }
 
 
-def _operation(builder: _Builder, binding: routes.Binding, settings: GatewaySettings) -> dict[str, Any]:
+def _operation(
+    builder: _Builder, binding: routes.Binding, path_parameters: list[tuple[str, templates.Variable, str]]
+) -> dict[str, Any]:
     method_name = binding.method.full_name
     text = builder.comments.get(method_name, "")
     parameters: list[dict[str, Any]] = []
-    for variable, leaf in binding.path_fields:
-        schema = _parameter_schema(builder, leaf)
-        if not variable.single_segment:
-            schema = {"type": "string", "pattern": binding.template.variable_regex(variable)}
-        elif schema.get("type") == "string":
-            schema = {**schema, "minLength": 1}
-        parameters.append(
-            {
-                "name": variable.dotted,
-                "in": "path",
-                "required": True,
-                "schema": schema,
-                **(
-                    {"description": builder.comments[leaf.leaf.full_name]}
-                    if leaf.leaf.full_name in builder.comments
-                    else {}
-                ),
-            }
-        )
+    leaves = {variable.dotted: leaf for variable, leaf in binding.path_fields}
+    for name, variable, segment in path_parameters:
+        leaf = leaves[variable.dotted]
+        description = builder.comments.get(leaf.leaf.full_name, "")
+        if variable.single_segment:
+            schema = _parameter_schema(builder, leaf)
+            if schema.get("type") == "string":
+                schema = {**schema, "minLength": 1}
+        else:
+            schema = {"type": "string", "minLength": 1}
+            where = f"one segment ({segment}) of {variable.dotted}, whose pattern is {variable.pattern!r}"
+            description = f"{description} ({where})".strip()
+        parameter: dict[str, Any] = {"name": name, "in": "path", "required": True, "schema": schema}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
     seen: set[str] = set()
     for leaf in binding.query_fields.values():
         if leaf.name in seen:
             continue
         seen.add(leaf.name)
-        parameter: dict[str, Any] = {
-            "name": leaf.name,
-            "in": "query",
-            "schema": _parameter_schema(builder, leaf),
-        }
+        query: dict[str, Any] = {"name": leaf.name, "in": "query", "schema": _parameter_schema(builder, leaf)}
         if leaf.repeated:
-            parameter.update(style="form", explode=True)
+            query.update(style="form", explode=True)
         if leaf.leaf.full_name in builder.comments:
-            parameter["description"] = builder.comments[leaf.leaf.full_name]
-        parameters.append(parameter)
+            query["description"] = builder.comments[leaf.leaf.full_name]
+        parameters.append(query)
     if binding.http_method != "GET":
         parameters.append(
             {
@@ -382,5 +379,4 @@ def _operation(builder: _Builder, binding: routes.Binding, settings: GatewaySett
             "content": {"application/json": {"schema": builder.response_schema(binding)}},
         }
     operation["responses"] = {"200": ok, **operation["responses"]}
-    del settings
     return operation

@@ -2,10 +2,11 @@
 
 Why not `google.protobuf.json_format`: it reports errors as prose (the gateway must name the field
 in a `google.rpc.BadRequest`), walks the descriptor on every call, and accepts input that has no
-business near money: non-ASCII digits (`"１２３"` parses as 123), underscores (`"1_000"`),
-exponent strings (`"1e3"` for an int64), `true` as an enum number, and timestamps without
-zero-padding (`2020-1-1T…`); see protobuf's conformance/failure_lists/python_upb_json.txt. This
-module builds, per message descriptor, a table of field readers and writers, and rejects those.
+business near money: non-ASCII digits (fullwidth or Arabic-Indic digits parse as numbers),
+underscores (`"1_000"`), exponent strings (`"1e3"` for an int64), `true` as an enum number, and
+timestamps without zero-padding (`2020-1-1T…`); see protobuf's
+conformance/failure_lists/python_upb_json.txt. This module builds, per message descriptor, a
+table of field readers and writers, and rejects those.
 
 Output follows the spec with field names as declared (snake_case), 64-bit integers as strings,
 enums by name, every field without presence emitted (zero values included, so `"has_more": false`
@@ -146,7 +147,7 @@ def _int_reader(field_type: int) -> ScalarReader:
                 raise JsonFieldError(path, f"expected an integer, got {value!r}")
             number = int(value)
         elif isinstance(value, str):
-            # ASCII digits only: int() would take "１２３", "1_000" and " 12".
+            # ASCII digits only: int() would take fullwidth digits, "1_000" and " 12".
             if not _ASCII_INTEGER.fullmatch(value):
                 raise JsonFieldError(path, f"expected an integer, got the string {value!r}")
             number = int(value)
@@ -249,6 +250,7 @@ def scalar_reader(field: FieldDescriptor) -> ScalarReader:
     if field_type == FieldDescriptor.TYPE_BYTES:
         return _read_bytes
     if field_type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         return _enum_reader(field.enum_type)
     raise TypeError(f"{field.full_name} is not a scalar field")
 
@@ -404,7 +406,7 @@ def _struct_to_json(struct: Message) -> dict[str, object]:
 # --------------------------------------------------------------------------------------------
 
 Filler = Callable[[Message, object, str, int], None]
-Printer = Callable[[Message], object]
+Printer = Callable[[Any], object]
 
 
 class MessageCodec:
@@ -506,9 +508,9 @@ class CodecRegistry:
             TIMESTAMP: self._fill_timestamp,
             DURATION: self._fill_duration,
             FIELD_MASK: self._fill_field_mask,
-            STRUCT: lambda t, v, p, d: _fill_struct(t, v, p, d),
-            LIST_VALUE: lambda t, v, p, d: _fill_list(t, v, p, d),
-            VALUE: lambda t, v, p, d: _fill_value(t, v, p, d),
+            STRUCT: _fill_struct,
+            LIST_VALUE: _fill_list,
+            VALUE: _fill_value,
             ANY: self._fill_any,
         }
         self._special_printers: dict[str, Printer] = {
@@ -570,9 +572,15 @@ class CodecRegistry:
             raise JsonFieldError(path, f"invalid Any: {error}") from None
 
     def _wrapper_filler(self, full_name: str) -> Filler:
+        from google.protobuf import wrappers_pb2  # noqa: PLC0415 - only to find the wrapper types
+
+        wrapper: descriptor.Descriptor = wrappers_pb2.DESCRIPTOR.message_types_by_name[
+            full_name.rsplit(".", 1)[1]
+        ]
+        read = scalar_reader(wrapper.fields_by_name["value"])
+
         def fill(target: Message, value: object, path: str, _depth: int) -> None:
-            field = target.DESCRIPTOR.fields_by_name["value"]
-            target.value = scalar_reader(field)(value, path)  # type: ignore[attr-defined]
+            target.value = read(value, path)  # type: ignore[attr-defined]
             target.SetInParent()
 
         return fill
@@ -640,8 +648,10 @@ class CodecRegistry:
 
     def _map_filler(self, field: FieldDescriptor) -> Filler:
         name = field.name
-        key_field = field.message_type.fields_by_name["key"]
-        value_field = field.message_type.fields_by_name["value"]
+        entry = field.message_type
+        assert entry is not None
+        key_field = entry.fields_by_name["key"]
+        value_field = entry.fields_by_name["value"]
         key_type = key_field.type
         read_key = scalar_reader(key_field)
         value_codec = self.codec(value_field.message_type) if value_field.message_type is not None else None
@@ -697,6 +707,7 @@ class CodecRegistry:
         if field_type in _INT64_TYPES:
             return str
         if field_type == FieldDescriptor.TYPE_ENUM:
+            assert field.enum_type is not None
             names = {value.number: value.name for value in field.enum_type.values}
             return lambda number: names.get(number, number)
         if field_type == FieldDescriptor.TYPE_BYTES:
@@ -709,7 +720,7 @@ class CodecRegistry:
 
     def message_codec(self, message_class: type[Message]) -> MessageCodec:
         """Shortcut: the codec of a generated class."""
-        return self.codec(message_class.DESCRIPTOR)
+        return self.codec(message_class.DESCRIPTOR)  # type: ignore[arg-type]
 
 
 def _identity(value: object) -> object:

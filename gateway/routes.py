@@ -180,7 +180,7 @@ def _query_leaves(
     """
     leaves: dict[str, LeafField] = {}
 
-    def walk(current: descriptor.Descriptor, prefix: tuple[FieldDescriptor, ...], visiting: set[str]) -> None:
+    def walk(current: descriptor.Descriptor, prefix: tuple[FieldDescriptor, ...]) -> None:
         for field in current.fields:
             chain = (*prefix, field)
             dotted = ".".join(f.name for f in chain)
@@ -193,14 +193,15 @@ def _query_leaves(
                 for name in _name_variants(chain):
                     leaves[name] = leaf
             elif (
-                not field.is_repeated
+                field.message_type is not None
+                and not field.is_repeated
                 and len(chain) < QUERY_DEPTH_MAX
-                and field.message_type.full_name not in visiting
                 and field.message_type.full_name not in protojson.SPECIAL_TYPES
             ):
-                walk(field.message_type, chain, visiting | {field.message_type.full_name})
+                # Recursive types are walked too, bounded by the depth limit.
+                walk(field.message_type, chain)
 
-    walk(message, (), {message.full_name})
+    walk(message, ())
     return leaves
 
 
@@ -228,7 +229,10 @@ def build_bindings(
             rules = [rule, *rule.additional_bindings]
             for index, current in enumerate(rules):
                 binding = _build_binding(service, method, current, index, registry)
-                key = (binding.http_method, binding.template.openapi_path())
+                key = (
+                    binding.http_method,
+                    "/".join(binding.template.segments) + ":" + str(binding.template.verb),
+                )
                 if key in seen:
                     raise RouteConfigError(
                         f"{binding.http_method} {binding.route} of {method.full_name} duplicates {seen[key]}"

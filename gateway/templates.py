@@ -128,30 +128,34 @@ class PathTemplate:
         path = "/" + "/".join(out)
         return path + (":" + self.verb if self.verb else "")
 
-    def openapi_path(self) -> str:
-        """The template in OpenAPI form: each variable becomes `{field.path}`."""
+    def openapi_path(self) -> tuple[str, list[tuple[str, Variable, str]]]:
+        """The template in OpenAPI form and its parameters (name, variable, segment pattern).
+
+        A single-segment variable is one parameter named by its field path; a multi-segment
+        variable keeps its literal segments in the path and turns each wildcard into its own
+        parameter (`{name_1}`, `{name_2}`…), since an OpenAPI path parameter cannot span a `/`.
+        """
         out: list[str] = []
+        parameters: list[tuple[str, Variable, str]] = []
         index = 0
         for variable in self.variables:
             out.extend(self.segments[index : variable.start])
-            out.append("{" + variable.dotted + "}")
+            if variable.single_segment:
+                out.append("{" + variable.dotted + "}")
+                parameters.append((variable.dotted, variable, "*"))
+            else:
+                wildcard = 0
+                for segment in variable.pattern.split("/"):
+                    if segment in {"*", "**"}:
+                        wildcard += 1
+                        name = f"{variable.dotted}_{wildcard}"
+                        out.append("{" + name + "}")
+                        parameters.append((name, variable, segment))
+                    else:
+                        out.append(segment)
             index = len(self.segments) if variable.end is None else variable.end
         out.extend(self.segments[index:])
-        return "/" + "/".join(out) + (":" + self.verb if self.verb else "")
-
-    def variable_regex(self, variable: Variable) -> str:
-        """A regular expression the (decoded) value of `variable` must match."""
-        pieces = []
-        for segment in variable.pattern.split("/"):
-            if segment == "*":
-                pieces.append("[^/]+")
-            elif segment == "**":
-                pieces.append(".*")
-            else:
-                pieces.append(re.escape(segment))
-        if variable.single_segment:
-            return "^.+$"
-        return "^" + "/".join(pieces) + "$"
+        return "/" + "/".join(out) + (":" + self.verb if self.verb else ""), parameters
 
 
 def percent_decode(text: str, *, keep_slash: bool) -> str:

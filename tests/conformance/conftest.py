@@ -26,6 +26,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     var_dir = tmp_path_factory.mktemp("var")
     async with support.running_backend(var_dir) as (backend, recorder):
         settings = support.gateway_settings(var_dir, rate_limit="100000/second")
-        async with support.running_gateway(settings, backend.address) as gateway:
-            async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
-                yield Stack(gateway, recorder, http)
+        async with (
+            support.running_gateway(settings, backend.address) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
+        ):
+            yield Stack(gateway, recorder, http)

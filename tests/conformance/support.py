@@ -162,14 +162,18 @@ def _handlers(recorder: Recorder) -> dict[str, grpc.RpcMethodHandler]:
             bad.Pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=request.bad_field, description="bad")
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=request.bad_field, description="bad"
+                        )
                     ]
                 )
             )
             details.append(bad)
         if request.retry_seconds:
             retry = any_pb2.Any()
-            retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=request.retry_seconds)))
+            retry.Pack(
+                error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=request.retry_seconds))
+            )
             details.append(retry)
         if request.unknown_detail:
             details.append(any_pb2.Any(type_url=UNKNOWN_DETAIL_TYPE, value=b"\x08\x2a"))

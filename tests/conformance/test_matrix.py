@@ -1,4 +1,4 @@
-"""Conformance matrix: template kinds × body modes × query shapes × field kinds × escaping.
+"""Conformance matrix: template kinds x body modes x query shapes x field kinds x escaping.
 
 Every cell goes through real HTTP to the gateway and real gRPC to the recording backend, and
 asserts the exact request message the backend received and the exact JSON that came back.
@@ -85,11 +85,26 @@ FIELD_KINDS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = 
     ("int32-string", {"f_int32": "7"}, {"f_int32": 7}, {"f_int32": 7}),
     ("int32-json-name", {"fInt32": 8}, {"f_int32": 8}, {"f_int32": 8}),
     ("int64-number", {"f_int64": 2500}, {"f_int64": 2500}, {"f_int64": "2500"}),
-    ("int64-string-max", {"f_int64": "9223372036854775807"}, {"f_int64": 2**63 - 1}, {"f_int64": "9223372036854775807"}),
-    ("int64-string-min", {"f_int64": "-9223372036854775808"}, {"f_int64": -(2**63)}, {"f_int64": "-9223372036854775808"}),
+    (
+        "int64-string-max",
+        {"f_int64": "9223372036854775807"},
+        {"f_int64": 2**63 - 1},
+        {"f_int64": "9223372036854775807"},
+    ),
+    (
+        "int64-string-min",
+        {"f_int64": "-9223372036854775808"},
+        {"f_int64": -(2**63)},
+        {"f_int64": "-9223372036854775808"},
+    ),
     ("int64-integral-float", {"f_int64": 1000.0}, {"f_int64": 1000}, {"f_int64": "1000"}),
     ("uint32", {"f_uint32": 4294967295}, {"f_uint32": 4294967295}, {"f_uint32": 4294967295}),
-    ("uint64", {"f_uint64": "18446744073709551615"}, {"f_uint64": 2**64 - 1}, {"f_uint64": "18446744073709551615"}),
+    (
+        "uint64",
+        {"f_uint64": "18446744073709551615"},
+        {"f_uint64": 2**64 - 1},
+        {"f_uint64": "18446744073709551615"},
+    ),
     ("sint32", {"f_sint32": -3}, {"f_sint32": -3}, {"f_sint32": -3}),
     ("sint64", {"f_sint64": "-4"}, {"f_sint64": -4}, {"f_sint64": "-4"}),
     ("fixed32", {"f_fixed32": 9}, {"f_fixed32": 9}, {"f_fixed32": 9}),
@@ -101,7 +116,12 @@ FIELD_KINDS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = 
     ("double-infinity", {"f_double": "-Infinity"}, {"f_double": float("-inf")}, {"f_double": "-Infinity"}),
     ("float-shortest", {"f_float": 0.1}, {"f_float": 0.1}, {"f_float": 0.1}),
     ("bool", {"f_bool": True}, {"f_bool": True}, {"f_bool": True}),
-    ("string-unicode", {"f_string": "héllo ✓ \u0000"}, {"f_string": "héllo ✓ \u0000"}, {"f_string": "héllo ✓ \u0000"}),
+    (
+        "string-unicode",
+        {"f_string": "héllo ✓ \u0000"},
+        {"f_string": "héllo ✓ \u0000"},
+        {"f_string": "héllo ✓ \u0000"},
+    ),
     ("bytes-standard", {"f_bytes": "aGk="}, {"f_bytes": b"hi"}, {"f_bytes": "aGk="}),
     ("bytes-url-safe-unpadded", {"f_bytes": "-_8"}, {"f_bytes": b"\xfb\xff"}, {"f_bytes": "+/8="}),
     ("enum-name", {"color": "GREEN"}, {"color": 2}, {"color": "GREEN"}),
@@ -122,7 +142,12 @@ FIELD_KINDS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = 
         {"ts": ts(1769857200, 500_000_000)},
         {"ts": "2026-01-31T11:00:00.500Z"},
     ),
-    ("duration", {"dur": "1.5s"}, {"dur": duration_pb2.Duration(seconds=1, nanos=500_000_000)}, {"dur": "1.500s"}),
+    (
+        "duration",
+        {"dur": "1.5s"},
+        {"dur": duration_pb2.Duration(seconds=1, nanos=500_000_000)},
+        {"dur": "1.500s"},
+    ),
     ("duration-negative", {"dur": "-3s"}, {"dur": duration_pb2.Duration(seconds=-3)}, {"dur": "-3s"}),
     (
         "field-mask",
@@ -141,19 +166,33 @@ FIELD_KINDS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = 
     (
         "list-value",
         {"lv": [1, "a"]},
-        {"lv": struct_pb2.ListValue(values=[struct_pb2.Value(number_value=1), struct_pb2.Value(string_value="a")])},
+        {
+            "lv": struct_pb2.ListValue(
+                values=[struct_pb2.Value(number_value=1), struct_pb2.Value(string_value="a")]
+            )
+        },
         {"lv": [1.0, "a"]},
     ),
     ("wrapper-int64", {"w_int64": "5"}, {"w_int64": w.Int64Value(value=5)}, {"w_int64": "5"}),
     ("wrapper-string", {"w_string": "s"}, {"w_string": w.StringValue(value="s")}, {"w_string": "s"}),
-    ("wrapper-bool-false-is-present", {"w_bool": False}, {"w_bool": w.BoolValue(value=False)}, {"w_bool": False}),
+    (
+        "wrapper-bool-false-is-present",
+        {"w_bool": False},
+        {"w_bool": w.BoolValue(value=False)},
+        {"w_bool": False},
+    ),
     ("wrapper-double", {"w_double": 2.5}, {"w_double": w.DoubleValue(value=2.5)}, {"w_double": 2.5}),
     ("wrapper-uint32", {"w_uint32": 7}, {"w_uint32": w.UInt32Value(value=7)}, {"w_uint32": 7}),
     ("wrapper-bytes", {"w_bytes": "aGk="}, {"w_bytes": w.BytesValue(value=b"hi")}, {"w_bytes": "aGk="}),
     ("wrapper-null-is-unset", {"w_int64": None}, {}, {}),
     ("repeated-int64", {"r_int64": [1, "2"]}, {"r_int64": [1, 2]}, {"r_int64": ["1", "2"]}),
     ("repeated-string", {"r_string": ["a", "b"]}, {"r_string": ["a", "b"]}, {"r_string": ["a", "b"]}),
-    ("repeated-enum", {"r_color": ["RED", "green", 2]}, {"r_color": [1, 2, 2]}, {"r_color": ["RED", "GREEN", "GREEN"]}),
+    (
+        "repeated-enum",
+        {"r_color": ["RED", "green", 2]},
+        {"r_color": [1, 2, 2]},
+        {"r_color": ["RED", "GREEN", "GREEN"]},
+    ),
     (
         "repeated-message",
         {"r_nested": [{"name": "a"}, {}]},
@@ -167,7 +206,12 @@ FIELD_KINDS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = 
         {"r_ts": [ts(1)]},
         {"r_ts": ["1970-01-01T00:00:01Z"]},
     ),
-    ("map-string", {"m_string": {"k": "v", "": "empty"}}, {"m_string": {"k": "v", "": "empty"}}, {"m_string": {"k": "v", "": "empty"}}),
+    (
+        "map-string",
+        {"m_string": {"k": "v", "": "empty"}},
+        {"m_string": {"k": "v", "": "empty"}},
+        {"m_string": {"k": "v", "": "empty"}},
+    ),
     (
         "map-int-key-message",
         {"m_nested": {"7": {"name": "x"}, "-1": {}}},
@@ -176,9 +220,19 @@ FIELD_KINDS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = 
     ),
     ("map-bool-key", {"m_bool": {"true": "3"}}, {"m_bool": {True: 3}}, {"m_bool": {"true": "3"}}),
     ("oneof-text", {"choice_text": "t"}, {"choice_text": "t"}, {"choice_text": "t"}),
-    ("oneof-empty-message", {"choice_nested": {}}, {"choice_nested": k.Nested()}, {"choice_nested": nested_json()}),
+    (
+        "oneof-empty-message",
+        {"choice_nested": {}},
+        {"choice_nested": k.Nested()},
+        {"choice_nested": nested_json()},
+    ),
     ("oneof-number-json-name", {"choiceNumber": "9"}, {"choice_number": 9}, {"choice_number": "9"}),
-    ("oneof-null-then-set", {"choice_text": None, "choice_number": 1}, {"choice_number": 1}, {"choice_number": "1"}),
+    (
+        "oneof-null-then-set",
+        {"choice_text": None, "choice_number": 1},
+        {"choice_number": 1},
+        {"choice_number": "1"},
+    ),
     ("optional-zero-is-present", {"opt_int64": 0}, {"opt_int64": 0}, {"opt_int64": "0"}),
     ("optional-empty-string", {"opt_string": ""}, {"opt_string": ""}, {"opt_string": ""}),
     (
@@ -223,7 +277,11 @@ QUERY_SHAPES: list[tuple[str, str, dict[str, Any]]] = [
     ("timestamp", "ts=2026-01-31T12:00:00Z", {"ts": ts(1769860800)}),
     ("timestamp-escaped-plus", "ts=2026-01-31T13:00:00%2B01:00", {"ts": ts(1769860800)}),
     ("duration", "dur=2s", {"dur": duration_pb2.Duration(seconds=2)}),
-    ("field-mask", "mask=fString,nested.name", {"mask": field_mask_pb2.FieldMask(paths=["f_string", "nested.name"])}),
+    (
+        "field-mask",
+        "mask=fString,nested.name",
+        {"mask": field_mask_pb2.FieldMask(paths=["f_string", "nested.name"])},
+    ),
     ("wrapper-bool", "w_bool=false", {"w_bool": w.BoolValue(value=False)}),
     ("wrapper-int64", "w_int64=-9", {"w_int64": w.Int64Value(value=-9)}),
     ("bytes-url-safe", "f_bytes=-_8", {"f_bytes": b"\xfb\xff"}),
@@ -293,7 +351,13 @@ TEMPLATES: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("variable-reserved-kept", "GET", "/v1/kitchens/a;b,c", "GetKitchen", {"id": "a;b,c"}),
     ("verb", "POST", "/v1/kitchens/k1:echo", "EchoKitchen", {"id": "k1"}),
     ("verb-escaped-colon-in-id", "POST", "/v1/kitchens/k%3A1:echo", "EchoKitchen", {"id": "k:1"}),
-    ("nested-field-path", "GET", "/v1/shelves/s1/kitchens/k1", "GetKitchen", {"id": "k1", "nested": k.Nested(name="s1")}),
+    (
+        "nested-field-path",
+        "GET",
+        "/v1/shelves/s1/kitchens/k1",
+        "GetKitchen",
+        {"id": "k1", "nested": k.Nested(name="s1")},
+    ),
     (
         "multi-segment",
         "GET",
@@ -318,9 +382,21 @@ TEMPLATES: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("double-wildcard", "GET", "/v1/files/a/b/c.txt", "GetResource", {"name": "files/a/b/c.txt"}),
     ("double-wildcard-zero-segments", "GET", "/v1/files", "GetResource", {"name": "files"}),
     ("literal-around-variable", "GET", "/v1/literal/x/tail", "GetResource", {"name": "x"}),
-    ("two-variables", "DELETE", "/v1/projects/p1/things/f1", "GetResource", {"name": "projects/p1", "filter": "f1"}),
+    (
+        "two-variables",
+        "DELETE",
+        "/v1/projects/p1/things/f1",
+        "GetResource",
+        {"name": "projects/p1", "filter": "f1"},
+    ),
     ("additional-binding-put", "PUT", "/v1/kitchens/k2", "EchoKitchen", {"id": "k2"}),
-    ("query-beside-multi-segment", "GET", "/v1/files/x?page_size=5", "GetResource", {"name": "files/x", "page_size": 5}),
+    (
+        "query-beside-multi-segment",
+        "GET",
+        "/v1/files/x?page_size=5",
+        "GetResource",
+        {"name": "files/x", "page_size": 5},
+    ),
 ]
 
 
@@ -343,7 +419,9 @@ async def test_template_kind(stack: Stack, method: str, url: str, rpc: str, expe
         ("/v1/literal/{name=*}/tail", {"name": "n_1"}),
     ],
 )
-async def test_path_expansion_agrees_with_google_api_core(stack: Stack, template: str, values: dict[str, str]) -> None:
+async def test_path_expansion_agrees_with_google_api_core(
+    stack: Stack, template: str, values: dict[str, str]
+) -> None:
     """google-api-core's path_template is an independent oracle where its rules apply (no escaping)."""
     path = path_template.expand(template, **values)
     assert path_template.validate(template, path)
@@ -356,7 +434,9 @@ async def test_path_expansion_agrees_with_google_api_core(stack: Stack, template
 
 async def test_transcoding_agrees_with_google_api_core(stack: Stack) -> None:
     """api_core's transcode splits a request into path and query; the backend must get it back whole."""
-    request = k.Kitchen(id="k9", f_int64=5, r_string=["a", "b"], nested=k.Nested(name="s1", amount=2), color=2)
+    request = k.Kitchen(
+        id="k9", f_int64=5, r_string=["a", "b"], nested=k.Nested(name="s1", amount=2), color=2
+    )
     rules = [{"method": "get", "uri": "/v1/shelves/{nested.name}/kitchens/{id}"}]
     transcoded = path_template.transcode(rules, request)
     query = transcoded["query_params"]
@@ -379,7 +459,9 @@ TEMPLATE_MISSES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "status"), [pytest.param(m, u, s, id=c) for c, m, u, s in TEMPLATE_MISSES])
+@pytest.mark.parametrize(
+    ("method", "url", "status"), [pytest.param(m, u, s, id=c) for c, m, u, s in TEMPLATE_MISSES]
+)
 async def test_template_miss(stack: Stack, method: str, url: str, status: int) -> None:
     response = await stack.http.request(method, url)
     assert response.status_code == status
@@ -426,9 +508,7 @@ async def test_whole_body_empty_means_an_empty_request(stack: Stack) -> None:
 
 
 async def test_response_body_returns_the_field_flat_and_path_fills_a_body_field(stack: Stack) -> None:
-    response = await stack.http.patch(
-        "/v1/kitchens/k7?update_mask=fString", json={"f_string": "new"}
-    )
+    response = await stack.http.patch("/v1/kitchens/k7?update_mask=fString", json={"f_string": "new"})
     assert response.status_code == 200, response.text
     received = stack.recorder.last("UpdateKitchen").request
     assert received == k.UpdateKitchenRequest(
@@ -472,7 +552,16 @@ async def test_http_body_response_is_raw_with_its_content_type(stack: Stack) -> 
 BODY_REJECTIONS = [
     ("body-on-get", "GET", "/v1/kitchens/k1", b"{}", JSON, 400, "BODY_NOT_ALLOWED", "body"),
     ("body-on-delete", "DELETE", "/v1/kitchens/k1", b"{}", JSON, 400, "BODY_NOT_ALLOWED", "body"),
-    ("path-body-collision", "POST", "/v1/kitchens/k1:echo", b'{"id": "k2"}', JSON, 400, "INVALID_REQUEST_FIELD", "id"),
+    (
+        "path-body-collision",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"id": "k2"}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "id",
+    ),
     (
         "path-body-collision-json-name",
         "PATCH",
@@ -483,7 +572,16 @@ BODY_REJECTIONS = [
         "INVALID_REQUEST_FIELD",
         "kitchen.id",
     ),
-    ("unknown-body-field", "POST", "/v1/kitchens/k1:echo", b'{"nope": 1}', JSON, 400, "INVALID_REQUEST_FIELD", "nope"),
+    (
+        "unknown-body-field",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"nope": 1}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "nope",
+    ),
     (
         "unknown-nested-field",
         "POST",
@@ -494,19 +592,109 @@ BODY_REJECTIONS = [
         "INVALID_REQUEST_FIELD",
         "nested.child.nope",
     ),
-    ("unknown-field-named-body", "POST", "/v1/kitchens", b'{"nope": 1}', JSON, 400, "INVALID_REQUEST_FIELD", "kitchen.nope"),
+    (
+        "unknown-field-named-body",
+        "POST",
+        "/v1/kitchens",
+        b'{"nope": 1}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "kitchen.nope",
+    ),
     ("not-json", "POST", "/v1/kitchens/k1:echo", b"{", JSON, 400, "INVALID_JSON", "body"),
-    ("array-for-whole-body", "POST", "/v1/kitchens/k1:echo", b"[1]", JSON, 400, "INVALID_REQUEST_FIELD", "body"),
+    (
+        "array-for-whole-body",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b"[1]",
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "body",
+    ),
     ("array-for-named-body", "POST", "/v1/kitchens", b"[1]", JSON, 400, "INVALID_REQUEST_FIELD", "kitchen"),
-    ("form-content-type", "POST", "/v1/kitchens/k1:echo", b"a=1", {"content-type": "application/x-www-form-urlencoded"}, 415, "UNSUPPORTED_MEDIA_TYPE", None),
+    (
+        "form-content-type",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b"a=1",
+        {"content-type": "application/x-www-form-urlencoded"},
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        None,
+    ),
     ("no-content-type", "POST", "/v1/kitchens/k1:echo", b"{}", {}, 415, "UNSUPPORTED_MEDIA_TYPE", None),
-    ("latin1-charset", "POST", "/v1/kitchens/k1:echo", b"{}", {"content-type": "application/json; charset=latin-1"}, 415, "UNSUPPORTED_MEDIA_TYPE", None),
-    ("two-oneof-members", "POST", "/v1/kitchens/k1:echo", b'{"choice_text": "a", "choice_number": 1}', JSON, 400, "INVALID_REQUEST_FIELD", "choice_number"),
-    ("field-set-twice", "POST", "/v1/kitchens/k1:echo", b'{"f_int32": 1, "fInt32": 2}', JSON, 400, "INVALID_REQUEST_FIELD", "fInt32"),
-    ("null-in-array", "POST", "/v1/kitchens/k1:echo", b'{"r_nested": [null]}', JSON, 400, "INVALID_REQUEST_FIELD", "r_nested[0]"),
-    ("null-map-value", "POST", "/v1/kitchens/k1:echo", b'{"m_string": {"a": null}}', JSON, 400, "INVALID_REQUEST_FIELD", "m_string[a]"),
-    ("bad-map-int-key", "POST", "/v1/kitchens/k1:echo", b'{"m_nested": {"x": {}}}', JSON, 400, "INVALID_REQUEST_FIELD", "m_nested[x]"),
-    ("bad-map-bool-key", "POST", "/v1/kitchens/k1:echo", b'{"m_bool": {"yes": 1}}', JSON, 400, "INVALID_REQUEST_FIELD", "m_bool[yes]"),
+    (
+        "latin1-charset",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b"{}",
+        {"content-type": "application/json; charset=latin-1"},
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        None,
+    ),
+    (
+        "two-oneof-members",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"choice_text": "a", "choice_number": 1}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "choice_number",
+    ),
+    (
+        "field-set-twice",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"f_int32": 1, "fInt32": 2}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "fInt32",
+    ),
+    (
+        "null-in-array",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"r_nested": [null]}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "r_nested[0]",
+    ),
+    (
+        "null-map-value",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"m_string": {"a": null}}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "m_string[a]",
+    ),
+    (
+        "bad-map-int-key",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"m_nested": {"x": {}}}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "m_nested[x]",
+    ),
+    (
+        "bad-map-bool-key",
+        "POST",
+        "/v1/kitchens/k1:echo",
+        b'{"m_bool": {"yes": 1}}',
+        JSON,
+        400,
+        "INVALID_REQUEST_FIELD",
+        "m_bool[yes]",
+    ),
 ]
 
 
@@ -537,8 +725,6 @@ async def test_body_rejection(
 
 async def test_rpc_without_http_rule_is_not_routed(stack: Stack) -> None:
     operations = (await stack.http.get("/openapi.json")).json()
-    grpc_methods = {
-        op["x-grpc-method"] for path in operations["paths"].values() for op in path.values()
-    }
+    grpc_methods = {op["x-grpc-method"] for path in operations["paths"].values() for op in path.values()}
     assert "/gatewaytest.v1.KitchenService/Internal" not in grpc_methods
     assert "/gatewaytest.v1.KitchenService/EchoKitchen" in grpc_methods

@@ -27,9 +27,11 @@ async def stack(
 ) -> AsyncIterator[tuple[support.RunningGateway, support.Recorder, httpx.AsyncClient]]:
     async with support.running_backend(var_dir) as (backend, recorder):
         settings = support.gateway_settings(var_dir, **overrides)
-        async with support.running_gateway(settings, backend.address) as gateway:
-            async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as http:
-                yield gateway, recorder, http
+        async with (
+            support.running_gateway(settings, backend.address) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=20) as http,
+        ):
+            yield gateway, recorder, http
 
 
 def bearer() -> dict[str, str]:
@@ -93,7 +95,9 @@ async def test_rate_limit_is_shared_through_redis(var_dir: pathlib.Path, redis_u
 async def test_body_size_limit_declared_and_streamed(var_dir: pathlib.Path) -> None:
     async with stack(var_dir, body_bytes_max=2048) as (_gateway, recorder, http):
         big = b'{"f_string": "' + b"x" * 3000 + b'"}'
-        declared = await http.post("/v1/kitchens/k:echo", content=big, headers={"content-type": "application/json"})
+        declared = await http.post(
+            "/v1/kitchens/k:echo", content=big, headers={"content-type": "application/json"}
+        )
         assert declared.status_code == 413
         assert declared.json()["details"][0]["reason"] == "REQUEST_BODY_TOO_LARGE"
 
@@ -101,7 +105,9 @@ async def test_body_size_limit_declared_and_streamed(var_dir: pathlib.Path) -> N
             for _ in range(10):
                 yield b"x" * 500
 
-        streamed = await http.post("/v1/kitchens/k:echo", content=chunks(), headers={"content-type": "application/json"})
+        streamed = await http.post(
+            "/v1/kitchens/k:echo", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert streamed.status_code == 413
         assert recorder.count("EchoKitchen") == 0
         fits = await http.post("/v1/kitchens/k:echo", json={"f_string": "x" * 1000})
@@ -140,7 +146,9 @@ async def test_caller_timeout_is_honoured_and_capped(var_dir: pathlib.Path) -> N
         assert loop.time() - started < 10, "the 120 s asked for must be capped at 0.5 s"
         await wait_event(recorder.event(recorder.cancelled, token))
         token = secrets.token_hex(4)
-        short = await http.post("/v1/slow", json={"delay_ms": 20_000, "token": token}, headers={"grpc-timeout": "100m"})
+        short = await http.post(
+            "/v1/slow", json={"delay_ms": 20_000, "token": token}, headers={"grpc-timeout": "100m"}
+        )
         assert short.status_code == 504
         for bad in ("soon", "-1", "0S", "123456789S"):
             malformed = await http.post("/v1/slow", json={"delay_ms": 1}, headers={"x-timeout": bad})
@@ -197,7 +205,14 @@ async def test_header_allowlist_and_response_headers(var_dir: pathlib.Path) -> N
         assert metadata["provider-signature"] == "t=1,v1=ab"
         # Not trusted from the client (no proxy configured): the socket peer.
         assert metadata["x-forwarded-for"] == "127.0.0.1"
-        for forbidden in ("connection", "te", "cookie", "x-clearhouse-principal", "x-peer-service", "x-internal-identity"):
+        for forbidden in (
+            "connection",
+            "te",
+            "cookie",
+            "x-clearhouse-principal",
+            "x-peer-service",
+            "x-internal-identity",
+        ):
             assert forbidden not in metadata, forbidden
         assert response.headers["x-request-id"] == "req-from-client.1"
         assert "idempotent-replayed" not in response.headers
@@ -217,7 +232,9 @@ async def test_trusted_proxy_chain_gives_the_client_address(var_dir: pathlib.Pat
 @pytest.mark.parametrize("where", ["initial", "trailing"])
 async def test_idempotent_replay_is_marked(var_dir: pathlib.Path, where: str) -> None:
     async with stack(var_dir) as (_gateway, _recorder, http):
-        response = await http.post("/v1/kitchens/k:echo", json={}, headers={"idempotency-key": f"replay-{where}-1"})
+        response = await http.post(
+            "/v1/kitchens/k:echo", json={}, headers={"idempotency-key": f"replay-{where}-1"}
+        )
         assert response.status_code == 200
         assert response.headers["idempotent-replayed"] == "true"
         assert "x-internal" not in response.headers, "only allowlisted metadata becomes a header"
@@ -232,7 +249,9 @@ async def test_idempotent_replay_is_marked(var_dir: pathlib.Path, where: str) ->
         ("x-request-id", "r" * 129, "X-Request-Id"),
     ],
 )
-async def test_invalid_forwarded_headers_are_400(var_dir: pathlib.Path, header: str, value: str, field: str) -> None:
+async def test_invalid_forwarded_headers_are_400(
+    var_dir: pathlib.Path, header: str, value: str, field: str
+) -> None:
     async with stack(var_dir) as (_gateway, recorder, http):
         response = await http.post("/v1/kitchens/k:echo", json={}, headers={header: value})
         assert response.status_code == 400
@@ -251,7 +270,9 @@ async def test_idempotency_key_of_255_characters_is_forwarded(var_dir: pathlib.P
 
 async def test_non_ascii_authorization_is_400(var_dir: pathlib.Path) -> None:
     async with stack(var_dir) as (_gateway, _recorder, http):
-        response = await http.get("/v1/kitchens/k", headers={"authorization": "Bearer sk_\xe9".encode("latin-1")})
+        response = await http.get(
+            "/v1/kitchens/k", headers={"authorization": "Bearer sk_\xe9".encode("latin-1")}
+        )
         assert response.status_code == 400
 
 
@@ -260,7 +281,14 @@ async def test_non_ascii_authorization_is_400(var_dir: pathlib.Path) -> None:
 
 async def test_gateway_span_is_parent_of_the_backend_span(var_dir: pathlib.Path) -> None:
     exporter = InMemorySpanExporter()
-    telemetry.setup_tracing("gateway", version=__version__, environment="test", var_dir=var_dir, exporter=exporter, synchronous=True)
+    telemetry.setup_tracing(
+        "gateway",
+        version=__version__,
+        environment="test",
+        var_dir=var_dir,
+        exporter=exporter,
+        synchronous=True,
+    )
     async with stack(var_dir) as (_gateway, recorder, http):
         incoming_trace = secrets.token_hex(16)
         incoming_span = secrets.token_hex(8)
@@ -278,13 +306,19 @@ async def test_gateway_span_is_parent_of_the_backend_span(var_dir: pathlib.Path)
         assert "tenant=acme" in metadata.get("baggage", "")
 
         def finished() -> list[Any]:
-            return [s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == incoming_trace]
+            return [
+                s
+                for s in exporter.get_finished_spans()
+                if format(s.context.trace_id, "032x") == incoming_trace
+            ]
 
         deadline = asyncio.get_running_loop().time() + EVENT_WAIT_SECONDS
         while len(finished()) < 3 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         spans = finished()
-        server = next(s for s in spans if s.attributes.get("http.route") == "/v1/shelves/{nested.name}/kitchens/{id}")
+        server = next(
+            s for s in spans if s.attributes.get("http.route") == "/v1/shelves/{nested.name}/kitchens/{id}"
+        )
         assert server.name == "GET /v1/shelves/{nested.name}/kitchens/{id}"
         assert format(server.parent.span_id, "016x") == incoming_span
         assert response.headers["traceparent"].split("-")[2] == format(server.context.span_id, "016x")
@@ -314,7 +348,8 @@ async def test_cors_preflight_and_exposed_headers(var_dir: pathlib.Path) -> None
         assert response.headers["access-control-allow-origin"] == origin
         assert "x-request-id" in response.headers["access-control-expose-headers"]
         other = await http.options(
-            "/v1/kitchens/k", headers={"origin": "https://evil.example", "access-control-request-method": "GET"}
+            "/v1/kitchens/k",
+            headers={"origin": "https://evil.example", "access-control-request-method": "GET"},
         )
         assert other.status_code == 400
 
@@ -322,16 +357,18 @@ async def test_cors_preflight_and_exposed_headers(var_dir: pathlib.Path) -> None
 async def test_healthz_and_readyz_follow_the_backend(var_dir: pathlib.Path) -> None:
     async with support.running_backend(var_dir) as (backend, _recorder):
         settings = support.gateway_settings(var_dir)
-        async with support.running_gateway(settings, backend.address) as gateway:
-            async with httpx.AsyncClient(base_url=gateway.url) as http:
-                assert (await http.get("/healthz")).json() == {"status": "ok"}
-                ready = await http.get("/readyz")
-                assert ready.status_code == 200
-                await backend.server.set_serving(False)
-                not_ready = await http.get("/readyz")
-                assert not_ready.status_code == 503
-                assert not_ready.json()["details"][0]["reason"] == "BACKEND_NOT_READY"
-                assert (await http.get("/healthz")).status_code == 200
+        async with (
+            support.running_gateway(settings, backend.address) as gateway,
+            httpx.AsyncClient(base_url=gateway.url) as http,
+        ):
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200
+            await backend.server.set_serving(False)
+            not_ready = await http.get("/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["details"][0]["reason"] == "BACKEND_NOT_READY"
+            assert (await http.get("/healthz")).status_code == 200
 
 
 def _refs(node: object) -> list[str]:
@@ -360,7 +397,11 @@ async def test_openapi_document_from_the_route_table(var_dir: pathlib.Path) -> N
         assert create["summary"] == "Named body field: the JSON body is the `kitchen` field"
         assert {p["name"] for p in create["parameters"] if p["in"] == "query"} == {"request_note"}
         resource = document["paths"]["/v1/projects/{name_1}/locations/{name_2}/kitchens/{name_3}"]["get"]
-        assert [p["name"] for p in resource["parameters"] if p["in"] == "path"] == ["name_1", "name_2", "name_3"]
+        assert [p["name"] for p in resource["parameters"] if p["in"] == "path"] == [
+            "name_1",
+            "name_2",
+            "name_3",
+        ]
         get = document["paths"]["/v1/kitchens/{id}"]["get"]
         params = {p["name"]: p for p in get["parameters"]}
         assert params["r_string"]["schema"] == {"type": "array", "items": {"type": "string"}}
@@ -400,5 +441,8 @@ async def test_red_metrics_per_route_template(var_dir: pathlib.Path) -> None:
     async with stack(var_dir) as (_gateway, _recorder, http):
         await http.get("/v1/kitchens/metric-probe")
         text = (await http.get("/metrics")).text
-        assert 'clearhouse_http_server_requests_total{method="GET",route="/v1/kitchens/{id}",status="200"}' in text
+        assert (
+            'clearhouse_http_server_requests_total{method="GET",route="/v1/kitchens/{id}",status="200"}'
+            in text
+        )
         assert "metric-probe" not in text, "the route template, never the concrete path, labels metrics"
