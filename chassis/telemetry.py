@@ -8,6 +8,7 @@ tool can read. Resource attributes: service.name, service.version, deployment.en
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -44,13 +45,33 @@ class JsonLinesSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         request = encode_spans(spans)
-        line = json_format.MessageToJson(request, indent=None)
+        document = json_format.MessageToDict(request)
+        _hex_ids(document)
+        line = json.dumps(document, separators=(",", ":"))
         with self._lock, self._path.open("a", encoding="utf-8") as handle:
-            handle.write(line.replace("\n", "") + "\n")
+            handle.write(line + "\n")
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         """Nothing to release: the file is opened per export."""
+
+
+# OTLP/JSON differs from protobuf's canonical JSON in one place: trace and span ids are hex
+# strings, not base64 (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding).
+_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
+
+
+def _hex_ids(node: Any) -> None:
+    """Rewrite base64 trace/span ids to hex in place, anywhere in an OTLP document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_FIELDS and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _hex_ids(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids(item)
 
 
 def _otlp_configured() -> bool:

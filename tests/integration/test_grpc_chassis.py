@@ -188,3 +188,28 @@ async def test_one_trace_across_a_hop_and_logs_carry_its_id(var_dir: pathlib.Pat
     assert len(lines) == 1
     assert lines[0]["trace_id"] == format(trace_id, "032x")
     assert lines[0]["span_id"] == format(front_server.context.span_id, "016x")
+
+
+async def test_trace_file_is_otlp_json_with_hex_ids(var_dir: pathlib.Path) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    path = var_dir / "traces" / "unit.jsonl"
+    provider = TracerProvider(resource=Resource.create({"service.name": "unit"}))
+    provider.add_span_processor(SimpleSpanProcessor(telemetry.JsonLinesSpanExporter(path)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("parent") as parent, tracer.start_as_current_span("child"):
+        pass
+    provider.shutdown()
+    spans = [
+        span
+        for line in path.read_text().splitlines()
+        for resource_spans in json.loads(line)["resourceSpans"]
+        for scope_spans in resource_spans["scopeSpans"]
+        for span in scope_spans["spans"]
+    ]
+    by_name = {span["name"]: span for span in spans}
+    assert by_name["parent"]["traceId"] == format(parent.get_span_context().trace_id, "032x")
+    assert by_name["child"]["parentSpanId"] == format(parent.get_span_context().span_id, "016x")
+    assert by_name["child"]["traceId"] == by_name["parent"]["traceId"]
