@@ -7,6 +7,7 @@ appends its DENIED/FAILED entry on its own. Domain failures become chassis error
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import re
@@ -99,6 +100,10 @@ class VaultService:
         self._allow_plaintext = allow_plaintext_callers
         self._now_us = now_us
         self._today = today
+        # Every audited call appends to one hash chain, so writes are serial anyway; queueing them
+        # here instead of in the database spares SQLite's busy-wait back-off (tail latency) and
+        # PostgreSQL's row-lock queue (pool connections held while waiting).
+        self._write_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return "VaultService()"
@@ -147,7 +152,7 @@ class VaultService:
             )
 
     async def _append_alone(self, draft: EntryDraft) -> None:
-        async with db.transaction(self._engine) as connection:
+        async with self._write_lock, db.transaction(self._engine) as connection:
             head = await repository.lock_head(connection)
             await repository.append(connection, head, [draft], self._now_us())
 
@@ -160,7 +165,7 @@ class VaultService:
         """Authorise, then run `work` and append its entry in one transaction; log refusals."""
         try:
             authorize()
-            async with db.transaction(self._engine) as connection:
+            async with self._write_lock, db.transaction(self._engine) as connection:
                 head = await repository.lock_head(connection)
                 result, final_draft = await work(connection)
                 await repository.append(connection, head, [final_draft], self._now_us())
