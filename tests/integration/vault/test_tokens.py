@@ -109,12 +109,12 @@ async def test_another_merchants_token_is_not_found_and_the_denial_is_logged(vau
         assert remote(caught.value).reason == "TOKEN_NOT_FOUND"
     page = await vault.tools.ListAccessLog(vault_pb2.ListAccessLogRequest(token=meta.token))
     outcomes = [(e.action, e.outcome) for e in page.data]
-    Entry = vault_pb2.AccessLogEntry
+    entry = vault_pb2.AccessLogEntry
     assert outcomes == [
-        (Entry.DELETE, Entry.DENIED),
-        (Entry.REVEAL, Entry.DENIED),
-        (Entry.GET_METADATA, Entry.DENIED),
-        (Entry.TOKENIZE, Entry.ALLOWED),
+        (entry.DELETE, entry.DENIED),
+        (entry.REVEAL, entry.DENIED),
+        (entry.GET_METADATA, entry.DENIED),
+        (entry.TOKENIZE, entry.ALLOWED),
     ]
     # The token is untouched.
     assert (await vault.reveal(meta.token, merchant)).card.number
