@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import grpc
@@ -12,7 +13,9 @@ from clearhouse.ledger.v1 import ledger_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from chassis import errors
-from tests.integration.ledger.conftest import Ledger
+from chassis.service import start
+from ledger_svc.bootstrap import build
+from tests.integration.ledger.conftest import Ledger, ledger_settings
 from tests.integration.ledger.helpers import (
     A,
     F,
@@ -274,13 +277,7 @@ async def test_pending_transfers_expire_on_demand(ledger: Ledger) -> None:
 
 
 async def test_the_expiry_worker_releases_by_itself(ledger: Ledger) -> None:
-    from chassis.service import start
-    from ledger_svc.bootstrap import build
-    from tests.integration.ledger.conftest import ledger_settings
-
     # A second replica on the same database runs the worker (the fixture's one has it off).
-    import functools
-
     settings = ledger_settings(
         ledger.settings.var_dir, ledger.settings.resolved_database_url, expiry_interval_seconds=0.05
     )
@@ -312,7 +309,7 @@ async def test_the_expiry_worker_releases_by_itself(ledger: Ledger) -> None:
 
 
 async def test_entries_history_pages_filters_and_order(ledger: Ledger) -> None:
-    cash, merchant, revenue = await funded(ledger, 100)
+    _cash, merchant, revenue = await funded(ledger, 100)
     started = ledger.clock.now_us
     for amount in (1, 2, 3, 4, 5):
         ledger.clock.advance(1)
@@ -364,7 +361,7 @@ async def test_entries_history_pages_filters_and_order(ledger: Ledger) -> None:
 
 
 async def test_tampering_is_detected(ledger: Ledger) -> None:
-    cash, merchant, revenue = await funded(ledger, 100)
+    _cash, merchant, revenue = await funded(ledger, 100)
     for _ in range(3):
         assert await transfer(
             ledger.stub, T(id=ref(), debit_account_id=merchant, credit_account_id=revenue, amount=1)
