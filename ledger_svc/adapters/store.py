@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger_svc.adapters.orm import accounts, batches, chain_head, entries, failed_transfers, transfers
@@ -109,6 +110,15 @@ def entry_from_row(row: Any) -> Entry:
     )
 
 
+def _among(
+    connection: AsyncConnection, column: sa.ColumnElement[str], ids: list[str]
+) -> sa.ColumnElement[bool]:
+    """`column IN ids`: one array parameter on PostgreSQL (one cached plan whatever the count)."""
+    if connection.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam("ids_array", ids, type_=postgresql.ARRAY(sa.String)))
+    return column.in_(ids)
+
+
 def _account_flags(account: Account) -> int:
     return int(account.debits_must_not_exceed_credits) | int(account.credits_must_not_exceed_debits) << 1
 
@@ -118,7 +128,7 @@ async def lock_accounts(connection: AsyncConnection, account_ids: Iterable[str])
     ids = sorted(set(account_ids))
     if not ids:
         return {}
-    statement = sa.select(accounts).where(accounts.c.id.in_(ids)).order_by(accounts.c.id)
+    statement = sa.select(accounts).where(_among(connection, accounts.c.id, ids)).order_by(accounts.c.id)
     if connection.dialect.name == "postgresql":
         statement = statement.with_for_update()
     rows = (await connection.execute(statement)).all()
@@ -130,7 +140,9 @@ async def load_transfers(connection: AsyncConnection, transfer_ids: Iterable[str
     ids = list(set(transfer_ids))
     if not ids:
         return {}
-    rows = (await connection.execute(sa.select(transfers).where(transfers.c.id.in_(ids)))).all()
+    rows = (
+        await connection.execute(sa.select(transfers).where(_among(connection, transfers.c.id, ids)))
+    ).all()
     return {row.id: transfer_from_row(row) for row in rows}
 
 
@@ -140,7 +152,7 @@ async def load_failed(connection: AsyncConnection, transfer_ids: Iterable[str]) 
     if not ids:
         return {}
     statement = sa.select(failed_transfers.c.id, failed_transfers.c.result).where(
-        failed_transfers.c.id.in_(ids)
+        _among(connection, failed_transfers.c.id, ids)
     )
     rows = (await connection.execute(statement)).all()
     return {row.id: TransferResult(row.result) for row in rows}
@@ -152,7 +164,7 @@ async def pending_accounts(connection: AsyncConnection, pending_ids: Iterable[st
     if not ids:
         return set()
     statement = sa.select(transfers.c.debit_account_id, transfers.c.credit_account_id).where(
-        transfers.c.id.in_(ids)
+        _among(connection, transfers.c.id, ids)
     )
     found: set[str] = set()
     for row in (await connection.execute(statement)).all():
@@ -166,7 +178,7 @@ async def load_accounts(connection: AsyncConnection, account_ids: Sequence[str])
     ids = list(set(account_ids))
     if not ids:
         return {}
-    rows = (await connection.execute(sa.select(accounts).where(accounts.c.id.in_(ids)))).all()
+    rows = (await connection.execute(sa.select(accounts).where(_among(connection, accounts.c.id, ids)))).all()
     return {row.id: account_from_row(row) for row in rows}
 
 
