@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -48,11 +49,11 @@ def key() -> str:
 
 
 async def stack_for(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, **kwargs: object
+    backend: str, tmp_path_factory: pytest.TempPathFactory, **kwargs: Any
 ) -> AsyncIterator[Stack]:
-    """A running stack for the module's backend; the ledger must be consistent at the end."""
+    """A running stack on `backend`; the ledger must be consistent at the end."""
     var_dir = tmp_path_factory.mktemp("stack") / "var"
-    async with running_stack(var_dir, backend=request.param, **kwargs) as stack:  # type: ignore[arg-type]
+    async with running_stack(var_dir, backend=backend, **kwargs) as stack:
         yield stack
         report = await stack.check_ledger()
         assert report.ok, list(report.violations)
@@ -63,5 +64,5 @@ async def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     """The default stack of a module: in-process cache, default timeouts."""
-    async for running in stack_for(request, tmp_path_factory):
+    async for running in stack_for(request.param, tmp_path_factory):
         yield running
