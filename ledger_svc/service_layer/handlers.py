@@ -107,8 +107,12 @@ INVARIANTS = (
 )
 
 
+class _StaleLockSet(Exception):
+    """The set of accounts to lock changed between the look-up and the lock: retry."""
+
+
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, exc.IntegrityError):
+    if isinstance(error, _StaleLockSet | exc.IntegrityError):
         return True
     if isinstance(error, exc.DBAPIError):
         code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
@@ -142,7 +146,7 @@ class LedgerService:
             try:
                 async with self._engine.begin() as connection:
                     return await work(connection)
-            except exc.DBAPIError as error:
+            except (exc.DBAPIError, _StaleLockSet) as error:
                 if not _retryable(error) or attempt == WRITE_ATTEMPTS_MAX:
                     if _retryable(error):
                         raise errors.Aborted(
@@ -196,6 +200,11 @@ class LedgerService:
             locked = await store.lock_accounts(connection, account_ids)
             transfer_ids = {r.id for r in flat} | pending_ids
             known = await store.load_transfers(connection, transfer_ids)
+            resolved = (known[i] for i in pending_ids if i in known)
+            if any(t.debit_account_id not in locked or t.credit_account_id not in locked for t in resolved):
+                # A pending transfer committed by another replica after our unlocked look-up:
+                # its accounts are not locked. Start again rather than lock out of order.
+                raise _StaleLockSet
             failed = await store.load_failed(connection, {r.id for r in flat} - set(known))
             now_us = self._clock()
             engine = TransferEngine(locked, known, failed, now_us)

@@ -1,0 +1,1 @@
+"""Pure unit tests of the ledger domain (no I/O)."""
