@@ -30,14 +30,10 @@ POLL_SECONDS_MAX = 10.0
 def country_card(iso_numeric: str) -> str:
     """A Luhn-valid test Visa the vault places in the country with this ISO 3166 numeric code."""
     body = f"400000{iso_numeric}000000"
-    digits = [int(d) for d in body]
     total = 0
-    for index, digit in enumerate(reversed(digits)):
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
+    for index, char in enumerate(reversed(body)):
+        doubled = int(char) * (2 if index % 2 == 0 else 1)
+        total += doubled - 9 if doubled > 9 else doubled
     return body + str((10 - total % 10) % 10)
 
 
