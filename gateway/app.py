@@ -121,6 +121,7 @@ class Gateway:
                 settings.deadline_seconds_max,
             )
         self._openapi: bytes | None = None
+        self._metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._static: dict[str, Callable[[], Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes]]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -203,20 +204,9 @@ class Gateway:
         span = self.tracer.start_span(
             f"{method} {route}" if match is not None else method,
             kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": method,
-                "url.path": path,
-                "http.route": route,
-                **(
-                    {
-                        "rpc.system": "grpc",
-                        "rpc.service": match.binding.service.full_name,
-                        "rpc.method": match.binding.method.name,
-                    }
-                    if match is not None
-                    else {}
-                ),
-            },
+            # Few attributes on purpose: each costs a lock in the SDK; the gRPC client span
+            # carries rpc.service and rpc.method.
+            attributes={"http.request.method": method, "url.path": path, "http.route": route},
         )
         span_token = otel_context.attach(trace.set_span_in_context(span))
         status_code = 500
@@ -252,6 +242,7 @@ class Gateway:
                 return
             response_headers = [
                 (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
                 (b"x-request-id", request_id.encode()),
                 *extra_headers,
@@ -275,9 +266,19 @@ class Gateway:
             span.end()
             if context_token is not None:
                 otel_context.detach(context_token)
+            self._observe(route, method, status_code, time.perf_counter() - started)
+
+    def _observe(self, route: str, method: str, status_code: int, seconds: float) -> None:
+        """RED metrics; the labelled children are cached (labels() takes a lock and hashes)."""
+        key = (route, method, status_code)
+        children = self._metric_children.get(key)
+        if children is None:
             labels = (route, method, str(status_code))
-            HTTP_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-            HTTP_TOTAL.labels(*labels).inc()
+            children = (HTTP_SECONDS.labels(*labels), HTTP_TOTAL.labels(*labels))
+            # Bounded: routes x methods x statuses, all finite (unmatched paths share one label).
+            self._metric_children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
     def _route_error(self, raw_path: str) -> errors.GatewayError:
         allowed = self.router.allowed_methods(raw_path)
@@ -557,6 +558,7 @@ class Gateway:
             code, headers, body = await handler()
         else:
             code, headers, body = self._docs_asset(scope["path"].removeprefix("/docs/static/"))
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 

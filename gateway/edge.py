@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 import time
-import uuid
 from collections.abc import Sequence
 
 import grpc
@@ -51,8 +51,12 @@ TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 def new_request_id() -> str:
-    """A fresh request id (`req_` + 32 hex characters)."""
-    return "req_" + uuid.uuid4().hex
+    """A fresh request id (`req_` + 32 hex characters).
+
+    Unique, not secret: drawn from `random` (seeded from the OS once) rather than os.urandom,
+    whose system call releases the GIL on the hot path and then waits for gRPC's poller thread.
+    """
+    return f"req_{random.getrandbits(128):032x}"
 
 
 def check_request_id(value: str) -> str:
@@ -178,21 +182,27 @@ class RateLimiter:
             storage = limits_storage.MemoryStorage()
         self.storage = storage
         self.strategy = strategies.SlidingWindowCounterRateLimiter(storage)
-
-    async def check(self, key: str) -> list[tuple[bytes, bytes]]:
-        """Count one request for `key`; the RateLimit-* headers, or GatewayError(429)."""
-        allowed = await self.strategy.hit(self.item, key)
-        stats = await self.strategy.get_window_stats(self.item, key)
-        reset_seconds = max(0, math.ceil(stats.reset_time - time.time()))
         limit = self.item.amount
-        headers = [
+        self._policy_headers = [
             (b"ratelimit-limit", str(limit).encode()),
-            (b"ratelimit-remaining", str(max(0, stats.remaining)).encode()),
-            (b"ratelimit-reset", str(reset_seconds).encode()),
             (b"ratelimit-policy", f"{limit};w={self.item.get_expiry()}".encode()),
         ]
-        if allowed:
-            return headers
+
+    async def check(self, key: str) -> list[tuple[bytes, bytes]]:
+        """Count one request for `key`; the RateLimit-* headers, or GatewayError(429).
+
+        An allowed request gets the policy headers only: remaining/reset need a second storage
+        round trip (a Redis call per request), so they are computed when the limit is hit.
+        """
+        if await self.strategy.hit(self.item, key):
+            return self._policy_headers
+        stats = await self.strategy.get_window_stats(self.item, key)
+        reset_seconds = max(0, math.ceil(stats.reset_time - time.time()))
+        headers = [
+            *self._policy_headers,
+            (b"ratelimit-remaining", str(max(0, stats.remaining)).encode()),
+            (b"ratelimit-reset", str(reset_seconds).encode()),
+        ]
         retry_after = max(1, reset_seconds)
         raise GatewayError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -201,11 +211,6 @@ class RateLimiter:
             retry_after=float(retry_after),
             headers=[*headers, (b"retry-after", str(retry_after).encode())],
         )
-
-    async def close(self) -> None:
-        """Release the storage's connections."""
-        reset = getattr(self.storage, "reset", None)
-        del reset
 
 
 def flag_headers(metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[bytes, bytes]]:

@@ -418,7 +418,11 @@ class MessageCodec:
         self.message_class: type[Message] = message_factory.GetMessageClass(message_descriptor)
         self._registry = registry
         self._fields: dict[str, tuple[FieldDescriptor, Filler]] = {}
-        self._printers: list[tuple[str, str, bool, Printer]] = []
+        # JSON of the fields without presence at their zero value; print() starts from a copy and
+        # overwrites what ListFields() reports as set (C-fast, and a typical message sets few).
+        self._defaults: dict[str, object] = {}
+        self._printers: dict[int, tuple[str, Printer]] = {}
+        self._special: Printer | None = None
         self._compiled = False
 
     def _compile(self) -> None:
@@ -426,13 +430,22 @@ class MessageCodec:
         if self._compiled:
             return
         self._compiled = True
+        self._special = self._registry.special_printer(self.full_name)
         for field in self.descriptor.fields:
             filler = self._registry.filler(field)
             self._fields[field.name] = (field, filler)
             if field.json_name != field.name:
                 self._fields[field.json_name] = (field, filler)
-            has_presence = field.has_presence
-            self._printers.append((field.name, field.name, has_presence, self._registry.printer(field)))
+            printer = self._registry.printer(field)
+            self._printers[field.number] = (field.name, printer)
+            if field.has_presence:
+                continue
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                self._defaults[field.name] = {}
+            elif field.is_repeated:
+                self._defaults[field.name] = []
+            else:
+                self._defaults[field.name] = printer(field.default_value)
 
     def field(self, name: str) -> FieldDescriptor | None:
         """The field called `name` (proto name or JSON name)."""
@@ -487,15 +500,15 @@ class MessageCodec:
 
     def print(self, message: Message) -> object:
         """The JSON value (dict for ordinary messages) of `message`."""
-        self._compile()
-        special = self._registry.special_printer(self.full_name)
-        if special is not None:
-            return special(message)
-        out: dict[str, object] = {}
-        for name, key, has_presence, printer in self._printers:
-            if has_presence and not message.HasField(name):
-                continue
-            out[key] = printer(getattr(message, name))
+        if not self._compiled:
+            self._compile()
+        if self._special is not None:
+            return self._special(message)
+        out = self._defaults.copy()
+        printers = self._printers
+        for field, value in message.ListFields():
+            name, printer = printers[field.number]
+            out[name] = printer(value)
         return out
 
 

@@ -197,9 +197,17 @@ def malformed_requests(draw: st.DrawFn, bindings: list[Binding]) -> tuple[str, s
         # A method no binding serves on this path (another RPC may own the path under another method).
         served = {b.http_method for b in bindings if b.template.match(path) is not None}
         others = [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if m not in served]
-        method = draw(st.sampled_from(others))
+        if others:
+            method = draw(st.sampled_from(others))
+        else:  # every method has a route here: make the input malformed another way
+            path += "?zz_not_a_field=1"
     elif kind == "extra-segment":
-        path = path.split("?")[0] + "/zz/extra"
+        longer = path.split("?")[0] + "/zz/extra"
+        # A `**` template takes any extra segments: then it is not malformed, use a bad parameter.
+        if any(b.http_method == method and b.template.match(longer) is not None for b in bindings):
+            path += "?zz_not_a_field=1"
+        else:
+            path = longer
     elif kind == "escape":
         path = path.split("?")[0] + "%zz"
     elif kind == "too-large":

@@ -59,7 +59,8 @@ async def test_rate_limit_per_api_key_in_memory(var_dir: pathlib.Path) -> None:
         # Another key has its own budget; the limited key's secret is nowhere in the response.
         other = await http.get("/v1/kitchens/k", headers=bearer())
         assert other.status_code == 200
-        assert other.headers["ratelimit-remaining"] == "2"
+        assert other.headers["ratelimit-limit"] == "3"
+        assert other.headers["ratelimit-policy"] == "3;w=60"
         assert key["authorization"].split()[1] not in limited.text
 
 
