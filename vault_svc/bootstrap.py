@@ -45,6 +45,6 @@ async def build(settings: VaultSettings) -> ServiceDefinition:
     return ServiceDefinition(
         registrations=[(vault_pb2_grpc.add_VaultServicer_to_server, VaultServicer(service))],
         service_names=[service_full_name(vault_pb2, "Vault")],
-        on_stop=[engine.dispose],
+        on_stop=[service.close, engine.dispose],
         extras={"engine": engine, "service": service},
     )

@@ -2,6 +2,8 @@
 
 Every function takes the caller's connection, so a handler composes them in one transaction.
 Lock order, everywhere: access-log head → key state → token rows (no deadlocks between writers).
+The hot-path statements are built once at import: SQLAlchemy memoizes a statement object's cache
+key, so executing a module constant skips both construction and cache-key generation.
 """
 
 from __future__ import annotations
@@ -20,6 +22,31 @@ from vault_svc.domain.model import KeyStatus, TokenRecord
 HEAD_ID = 1
 KEY_STATE_ID = 1
 
+# One round trip at the start of every write transaction: lock the log head (FOR UPDATE OF the
+# head only; SQLite renders no FOR UPDATE, its BEGIN IMMEDIATE already serialises writers) and
+# read the key state the transaction's operations need (current and minimum version).
+_LOCK_HEAD_WITH_KEY_STATE = (
+    sa.select(
+        access_log_head.c.last_sequence,
+        access_log_head.c.last_hash,
+        sa.select(key_state.c.min_decryption_version)
+        .where(key_state.c.id == KEY_STATE_ID)
+        .scalar_subquery()
+        .label("min_decryption_version"),
+        sa.select(sa.func.max(key_versions.c.version)).scalar_subquery().label("current_version"),
+    )
+    .where(access_log_head.c.id == HEAD_ID)
+    .with_for_update(of=access_log_head)
+)
+_TOKENS_BY_ID = sa.select(tokens).where(tokens.c.token.in_(sa.bindparam("b_tokens", expanding=True)))
+_INSERT_TOKEN = tokens.insert()
+_INSERT_ENTRY = access_log.insert()
+_MOVE_HEAD = (
+    access_log_head.update()
+    .where(access_log_head.c.id == HEAD_ID)
+    .values(last_sequence=sa.bindparam("b_sequence"), last_hash=sa.bindparam("b_hash"))
+)
+
 
 # --- access log ------------------------------------------------------------------------------
 
@@ -34,6 +61,16 @@ async def lock_head(connection: AsyncConnection) -> tuple[int, str]:
         )
     ).one()
     return int(row.last_sequence), str(row.last_hash)
+
+
+async def lock_head_with_key_state(connection: AsyncConnection) -> tuple[tuple[int, str], int, int]:
+    """Lock and read the log head; read (current key version, minimum decryption version)."""
+    row = (await connection.execute(_LOCK_HEAD_WITH_KEY_STATE)).one()
+    return (
+        (int(row.last_sequence), str(row.last_hash)),
+        int(row.current_version or 0),
+        int(row.min_decryption_version),
+    )
 
 
 async def read_head(connection: AsyncConnection) -> tuple[int, str]:
@@ -59,12 +96,10 @@ async def append(
         entry = chain(draft, sequence=sequence, created_at_us=now_us, previous_hash=previous_hash)
         entries.append(entry)
         previous_hash = entry.hash
-    await connection.execute(access_log.insert(), [_entry_row(e) for e in entries])
-    await connection.execute(
-        access_log_head.update()
-        .where(access_log_head.c.id == HEAD_ID)
-        .values(last_sequence=sequence, last_hash=previous_hash)
-    )
+    if not entries:
+        return entries
+    await connection.execute(_INSERT_ENTRY, [_entry_row(e) for e in entries])
+    await connection.execute(_MOVE_HEAD, {"b_sequence": sequence, "b_hash": previous_hash})
     return entries
 
 
@@ -223,33 +258,49 @@ def _record(row: sa.Row[Any]) -> TokenRecord:
     )
 
 
+def _token_row(record: TokenRecord) -> dict[str, Any]:
+    return {
+        "token": record.token,
+        "merchant_id": record.merchant_id,
+        "brand": record.brand.value,
+        "first6": record.first6,
+        "last4": record.last4,
+        "exp_month": record.exp_month,
+        "exp_year": record.exp_year,
+        "fingerprint": record.fingerprint,
+        "cardholder_name": record.cardholder_name,
+        "country": record.country,
+        "key_version": record.key_version,
+        "wrapped_key": record.wrapped_key,
+        "ciphertext": record.ciphertext,
+        "created_at_us": record.created_at_us,
+        "deleted_at_us": None,
+    }
+
+
 async def insert_token(connection: AsyncConnection, record: TokenRecord) -> None:
     """Store a new token."""
-    await connection.execute(
-        tokens.insert().values(
-            token=record.token,
-            merchant_id=record.merchant_id,
-            brand=record.brand.value,
-            first6=record.first6,
-            last4=record.last4,
-            exp_month=record.exp_month,
-            exp_year=record.exp_year,
-            fingerprint=record.fingerprint,
-            cardholder_name=record.cardholder_name,
-            country=record.country,
-            key_version=record.key_version,
-            wrapped_key=record.wrapped_key,
-            ciphertext=record.ciphertext,
-            created_at_us=record.created_at_us,
-            deleted_at_us=None,
-        )
-    )
+    await connection.execute(_INSERT_TOKEN, _token_row(record))
+
+
+async def insert_tokens(connection: AsyncConnection, records: Sequence[TokenRecord]) -> None:
+    """Store new tokens in one statement (executemany)."""
+    if records:
+        await connection.execute(_INSERT_TOKEN, [_token_row(record) for record in records])
 
 
 async def get_token(connection: AsyncConnection, token: str) -> TokenRecord | None:
     """A token by id (live or shredded), or None."""
-    row = (await connection.execute(sa.select(tokens).where(tokens.c.token == token))).first()
-    return _record(row) if row is not None else None
+    return (await get_tokens(connection, [token])).get(token)
+
+
+async def get_tokens(connection: AsyncConnection, token_ids: Iterable[str]) -> dict[str, TokenRecord]:
+    """Tokens by id (live or shredded) in one query; absent ids are missing from the result."""
+    wanted = list(token_ids)
+    if not wanted:
+        return {}
+    rows = (await connection.execute(_TOKENS_BY_ID, {"b_tokens": wanted})).all()
+    return {row.token: _record(row) for row in rows}
 
 
 async def find_live_duplicate(

@@ -1,13 +1,16 @@
 """Use cases of the vault: authorise the caller, do the work, append the access-log entry.
 
-Every audited use case runs in one transaction that first locks the access-log head, so the
-effect and its log entry commit together. A refused or failed call rolls its work back and then
-appends its DENIED/FAILED entry on its own. Domain failures become chassis errors here, once.
+Every audited use case goes through the group committer (`group_commit`): its effect and its log
+entry commit in one transaction that first locks the access-log head. Tokenize, GetTokenMetadata
+and RevealCard (the payment hot path) share that transaction with other callers' operations; a
+refusal stages nothing and logs its DENIED/FAILED entry in the same group. Key operations and
+DeleteToken run alone; a refusal rolls their work back and logs on its own. A call refused before
+it is queued (authorisation, validation) logs its entry through the queue too. Domain failures
+become chassis errors here, once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import re
@@ -35,6 +38,7 @@ from vault_svc.domain.model import (
     TokenRecord,
 )
 from vault_svc.service_layer import commands
+from vault_svc.service_layer.group_commit import GroupCommitter, GroupState, Operation, log_only
 
 T = TypeVar("T")
 
@@ -53,6 +57,11 @@ _PAN_LIKE_RUN = re.compile(r"\d{12}")
 
 class _ForeignToken(errors.NotFound):
     """Another merchant's token: NOT_FOUND to the caller, DENIED in the access log."""
+
+
+def _refusal_outcome(error: errors.ClearhouseError) -> Outcome:
+    """How the access log records a refused call."""
+    return Outcome.DENIED if isinstance(error, errors.PermissionDenied | _ForeignToken) else Outcome.FAILED
 
 
 def _not_found(token: str) -> errors.NotFound:
@@ -102,11 +111,15 @@ class VaultService:
         self._today = today
         # Every audited call appends to one hash chain, so writes are serial anyway; queueing them
         # here instead of in the database spares SQLite's busy-wait back-off (tail latency) and
-        # PostgreSQL's row-lock queue (pool connections held while waiting).
-        self._write_lock = asyncio.Lock()
+        # PostgreSQL's row-lock queue, and lets many calls share one transaction (group commit).
+        self.committer = GroupCommitter(engine, now_us=now_us, refusal_outcome=_refusal_outcome)
 
     def __repr__(self) -> str:
         return "VaultService()"
+
+    async def close(self) -> None:
+        """Stop the writer queue (queued calls fail UNAVAILABLE); the engine is disposed after."""
+        await self.committer.close()
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -151,30 +164,27 @@ class VaultService:
                 metadata={"caller": caller.service},
             )
 
-    async def _append_alone(self, draft: EntryDraft) -> None:
-        async with self._write_lock, db.transaction(self._engine) as connection:
-            head = await repository.lock_head(connection)
-            await repository.append(connection, head, [draft], self._now_us())
+    async def _log_refusal(self, draft: EntryDraft, error: errors.ClearhouseError) -> None:
+        """Append the DENIED/FAILED entry of a call refused before it reached the queue."""
+        refusal = dataclasses.replace(draft, outcome=_refusal_outcome(error))
+        await self.committer.submit(Operation[None](refusal=refusal, apply=log_only(refusal)))
 
     async def _audited(
         self,
         draft: EntryDraft,
         authorize: Callable[[], None],
-        work: Callable[[AsyncConnection], Awaitable[tuple[T, EntryDraft]]],
+        *,
+        apply: Callable[[GroupState], Awaitable[tuple[T, EntryDraft]]] | None = None,
+        work: Callable[[AsyncConnection], Awaitable[tuple[T, EntryDraft]]] | None = None,
+        reads: str = "",
     ) -> T:
-        """Authorise, then run `work` and append its entry in one transaction; log refusals."""
+        """Authorise, then queue the operation: batched (`apply`) or alone (`work`)."""
         try:
             authorize()
-            async with self._write_lock, db.transaction(self._engine) as connection:
-                head = await repository.lock_head(connection)
-                result, final_draft = await work(connection)
-                await repository.append(connection, head, [final_draft], self._now_us())
-            return result
         except errors.ClearhouseError as error:
-            denied = isinstance(error, errors.PermissionDenied | _ForeignToken)
-            outcome = Outcome.DENIED if denied else Outcome.FAILED
-            await self._append_alone(dataclasses.replace(draft, outcome=outcome))
+            await self._log_refusal(draft, error)
             raise
+        return await self.committer.submit(Operation[T](refusal=draft, apply=apply, work=work, reads=reads))
 
     def _kek_or_fail(self, version: int, *, create: bool = False) -> envelope.KeyEncryptionKey:
         try:
@@ -184,8 +194,9 @@ class VaultService:
                 str(missing), reason="KEY_MATERIAL_NOT_PROVISIONED", metadata={"key_version": str(version)}
             ) from None
 
-    async def _owned_record(self, connection: AsyncConnection, token: str, merchant_id: str) -> TokenRecord:
-        record = await repository.get_token(connection, token) if token else None
+    @staticmethod
+    def _owned_record(state: GroupState, token: str, merchant_id: str) -> TokenRecord:
+        record = state.records.get(token) if token else None
         if record is None or not record.live:
             raise _not_found(token)
         if merchant_id and record.merchant_id != merchant_id:
@@ -209,25 +220,25 @@ class VaultService:
             self._authorize(caller, TOKEN_CALLERS, "CALLER_NOT_PERMITTED")
             card, ttl_seconds = self._validate_tokenize(command)
         except errors.ClearhouseError as error:
-            denied = isinstance(error, errors.PermissionDenied)
-            await self._append_alone(
-                dataclasses.replace(draft, outcome=Outcome.DENIED if denied else Outcome.FAILED)
-            )
+            await self._log_refusal(draft, error)
             raise
+        # Everything that needs no database happens before queueing (off the serial section).
         fingerprint = envelope.fingerprint(self._fingerprint_key, card.number)
         token = self._new_token_id()
+        plaintext = card.number.encode()
 
-        async def work(connection: AsyncConnection) -> tuple[commands.TokenizeResult, EntryDraft]:
+        async def apply(state: GroupState) -> tuple[commands.TokenizeResult, EntryDraft]:
             if command.dedupe:
-                existing = await repository.find_live_duplicate(
-                    connection, command.merchant_id, fingerprint, card.exp_month, card.exp_year
+                existing = await state.live_duplicate(
+                    command.merchant_id, fingerprint, card.exp_month, card.exp_year
                 )
                 if existing is not None:
                     return commands.TokenizeResult(existing, True, False), dataclasses.replace(
                         draft, token=existing.token, reference="deduplicated"
                     )
-            version = await repository.current_version(connection)
-            sealed = envelope.seal(self._kek_or_fail(version), token, card.number.encode())
+            # Sealed under the version current inside the transaction (a rotation is serialised
+            # with this group by the head lock).
+            sealed = envelope.seal(self._kek_or_fail(state.current_version), token, plaintext)
             record = TokenRecord(
                 token=token,
                 merchant_id=command.merchant_id,
@@ -245,10 +256,10 @@ class VaultService:
                 ciphertext=sealed.ciphertext,
                 deleted_at_us=None,
             )
-            await repository.insert_token(connection, record)
+            state.stage_token(record)
             return commands.TokenizeResult(record, False, False), dataclasses.replace(draft, token=token)
 
-        result = await self._audited(draft, lambda: None, work)
+        result = await self.committer.submit(Operation[commands.TokenizeResult](refusal=draft, apply=apply))
         if card.cvc is None:
             return result
         try:
@@ -318,12 +329,15 @@ class VaultService:
             trace_id=command.caller.trace_id,
         )
 
-        async def work(connection: AsyncConnection) -> tuple[TokenRecord, EntryDraft]:
-            record = await self._owned_record(connection, command.token, command.merchant_id)
+        async def apply(state: GroupState) -> tuple[TokenRecord, EntryDraft]:
+            record = self._owned_record(state, command.token, command.merchant_id)
             return record, dataclasses.replace(draft, merchant_id=record.merchant_id)
 
         record = await self._audited(
-            draft, lambda: self._authorize(command.caller, TOKEN_CALLERS, "CALLER_NOT_PERMITTED"), work
+            draft,
+            lambda: self._authorize(command.caller, TOKEN_CALLERS, "CALLER_NOT_PERMITTED"),
+            apply=apply,
+            reads=command.token,
         )
         return commands.MetadataResult(record, self.cvc_holds.is_held(record.token))
 
@@ -350,17 +364,16 @@ class VaultService:
                 )
             _bounded(command.reference, "reference", REFERENCE_LENGTH_MAX)
 
-        async def work(connection: AsyncConnection) -> tuple[tuple[TokenRecord, str], EntryDraft]:
-            record = await self._owned_record(connection, command.token, command.merchant_id)
-            number = await self._decrypt(connection, record)
+        async def apply(state: GroupState) -> tuple[tuple[TokenRecord, str], EntryDraft]:
+            record = self._owned_record(state, command.token, command.merchant_id)
+            number = self._decrypt(record, state.min_decryption_version)
             return (record, number), dataclasses.replace(draft, merchant_id=record.merchant_id)
 
-        record, number = await self._audited(draft, authorize, work)
+        record, number = await self._audited(draft, authorize, apply=apply, reads=command.token)
         return commands.RevealResult(record, number, self.cvc_holds.take(record.token))
 
-    async def _decrypt(self, connection: AsyncConnection, record: TokenRecord) -> str:
+    def _decrypt(self, record: TokenRecord, minimum: int) -> str:
         assert record.wrapped_key is not None and record.ciphertext is not None
-        minimum = await repository.min_decryption_version(connection)
         if record.key_version < minimum:
             # Unreachable while SetMinDecryptionVersion refuses to strand rows; kept as a guard.
             raise errors.FailedPrecondition(
@@ -402,7 +415,7 @@ class VaultService:
             )
 
         deleted = await self._audited(
-            draft, lambda: self._authorize(command.caller, TOKEN_CALLERS, "CALLER_NOT_PERMITTED"), work
+            draft, lambda: self._authorize(command.caller, TOKEN_CALLERS, "CALLER_NOT_PERMITTED"), work=work
         )
         self.cvc_holds.drop(command.token)
         return deleted
@@ -427,7 +440,7 @@ class VaultService:
             await repository.add_key_version(connection, version, kek.check_value, self._now_us())
             return version, dataclasses.replace(draft, reference=f"key_version={version}")
 
-        return await self._audited(draft, lambda: self._key_admin(caller), work)
+        return await self._audited(draft, lambda: self._key_admin(caller), work=work)
 
     async def rewrap(self, caller: Caller, batch_size: int) -> commands.RewrapResult:
         """Re-wrap one batch of records under older versions with the current key."""
@@ -469,7 +482,7 @@ class VaultService:
                 draft, reference=f"rewrapped={result.rewrapped} remaining={result.remaining}"
             )
 
-        return await self._audited(draft, authorize, work)
+        return await self._audited(draft, authorize, work=work)
 
     async def key_status(self, caller: Caller) -> KeyStatus:
         """Versions, records per version, current and minimum decryption version."""
@@ -514,7 +527,7 @@ class VaultService:
             await repository.set_min_decryption_version(connection, version)
             return version, draft
 
-        return await self._audited(draft, lambda: self._key_admin(caller), work)
+        return await self._audited(draft, lambda: self._key_admin(caller), work=work)
 
     # --- access log --------------------------------------------------------------------------
 
