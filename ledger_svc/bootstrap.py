@@ -26,7 +26,7 @@ async def build(settings: LedgerSettings, *, clock: Clock = wall_clock_us) -> Se
     if settings.migrate_on_start:
         await db.migrate(MIGRATIONS, settings.resolved_database_url)
     engine = db.create_engine(settings.resolved_database_url)
-    service = LedgerService(engine, clock)
+    service = LedgerService(engine, clock, writers=settings.resolved_writers)
     background: list[Callable[[], Awaitable[None]]] = [service.write_queue.run]
     if settings.expiry_interval_seconds > 0:
         background.append(expiry_worker(service, settings.expiry_interval_seconds))

@@ -134,10 +134,10 @@ def _check_batch_size(count: int, field: str) -> None:
 class LedgerService:
     """The ledger's use cases over one database."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock = wall_clock_us) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock = wall_clock_us, *, writers: int = 1) -> None:
         self._engine = engine
         self._clock = clock
-        self.write_queue = WriteQueue(self._write_transfer_group)
+        self.write_queue = WriteQueue(self._write_transfer_group, writers=writers)
 
     # -- transactions --------------------------------------------------------------------------
 

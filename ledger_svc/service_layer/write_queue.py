@@ -37,11 +37,14 @@ class _Pending:
 class WriteQueue:
     """Serializes this process's transfer writes and groups whatever is waiting."""
 
-    def __init__(self, execute: Executor, group_transfers_max: int = GROUP_TRANSFERS_MAX) -> None:
+    def __init__(
+        self, execute: Executor, writers: int = 1, group_transfers_max: int = GROUP_TRANSFERS_MAX
+    ) -> None:
         self._execute = execute
+        # Concurrent transactions this process runs (1 on SQLite, which serializes writers anyway).
+        self._writers = writers
         self._group_transfers_max = group_transfers_max
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_REQUESTS_MAX)
-        self._held: _Pending | None = None
         self._closed = False
 
     async def submit(self, transfers: Sequence[TransferRequest]) -> tuple[list[TransferResult], str]:
@@ -59,23 +62,34 @@ class WriteQueue:
         return await asyncio.shield(future)
 
     async def run(self) -> None:
-        """The writer loop (a background task of the service)."""
+        """The writer loops (one background task of the service running `writers` of them)."""
         try:
-            while True:
-                group = [self._held or await self._queue.get()]
-                self._held = None
-                total = len(group[0].transfers)
-                while not self._queue.empty():
-                    waiting = self._queue.get_nowait()
-                    if total + len(waiting.transfers) > self._group_transfers_max:
-                        self._held = waiting
-                        break
-                    group.append(waiting)
-                    total += len(waiting.transfers)
-                await self._flush(group)
+            await asyncio.gather(*(self._writer() for _ in range(self._writers)))
         finally:
             self._closed = True
             self._fail_waiting()
+
+    async def _writer(self) -> None:
+        held: _Pending | None = None
+        while True:
+            group = [held or await self._queue.get()]
+            held = None
+            total = len(group[0].transfers)
+            while not self._queue.empty():
+                waiting = self._queue.get_nowait()
+                if total + len(waiting.transfers) > self._group_transfers_max:
+                    held = waiting
+                    break
+                group.append(waiting)
+                total += len(waiting.transfers)
+            try:
+                await self._flush(group)
+            except asyncio.CancelledError:
+                if held is not None and not held.future.done():
+                    held.future.set_exception(
+                        errors.Unavailable("the ledger is shutting down", reason="LEDGER_STOPPING")
+                    )
+                raise
 
     async def _flush(self, group: list[_Pending]) -> None:
         try:
@@ -105,7 +119,7 @@ class WriteQueue:
                 item.future.set_result((item_results, batch_id))
 
     def _fail_waiting(self) -> None:
-        waiting = [self._held] if self._held else []
+        waiting = []
         while not self._queue.empty():
             waiting.append(self._queue.get_nowait())
         for item in waiting:

@@ -56,6 +56,8 @@ async def ledger_process(
         LEDGER_DATABASE_URL=database_url,
         PYTHONPATH=f"{ROOT}:{ROOT / 'protos'}",
     )
+    if "BENCH_LEDGER_WRITERS" in os.environ:  # to compare write concurrency settings
+        env["LEDGER_WRITERS"] = os.environ["BENCH_LEDGER_WRITERS"]
     process = subprocess.Popen(
         [sys.executable, "-m", "ledger_svc"],
         cwd=ROOT,
