@@ -461,12 +461,15 @@ class LedgerService:
                     await connection.execute(sa.select(sa.func.coalesce(sa.func.max(batches.c.seq), 0)))
                 ).scalar_one()
             )
-            stored = {
-                row.seq: row
-                for row in (await connection.execute(sa.select(batches).order_by(batches.c.seq))).all()
-            }
+            # Chunk by chunk, so memory stays bounded however long the chain is.
             for first in range(1, last_seq + 1, VERIFY_CHUNK_BATCHES):
                 last = min(last_seq, first + VERIFY_CHUNK_BATCHES - 1)
+                stored = {
+                    row.seq: row
+                    for row in (
+                        await connection.execute(sa.select(batches).where(batches.c.seq.between(first, last)))
+                    ).all()
+                }
                 contents = await store.batch_contents(connection, first, last)
                 for seq in range(first, last + 1):
                     batch = stored.get(seq)
