@@ -99,14 +99,12 @@ class Authenticator:
         if not _SECRET_PATTERN.match(bearer_token):
             raise errors.Unauthenticated("the API key is malformed", reason="API_KEY_MALFORMED")
         async with self._engine.connect() as connection:
-            key = await repository.find_api_key(connection, hash_secret(bearer_token))
-            if key is None:
-                raise errors.Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
-            if key.revoked_at is not None:
-                raise errors.Unauthenticated("the API key was revoked", reason="API_KEY_REVOKED")
-            merchant = await repository.get_merchant(connection, key.merchant_id)
-        if merchant is None:
+            found = await repository.find_api_key_with_merchant(connection, hash_secret(bearer_token))
+        if found is None:
             raise errors.Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
+        key, merchant = found
+        if key.revoked_at is not None:
+            raise errors.Unauthenticated("the API key was revoked", reason="API_KEY_REVOKED")
         return Caller(
             is_platform=False, merchant=merchant, key_id=key.id, principal=key.principal, role=key.role
         )

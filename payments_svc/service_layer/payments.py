@@ -62,6 +62,7 @@ LIST_LIMIT_MAX = 100
 # Rows one worker pass takes at most.
 JOB_BATCH_MAX = 100
 CANCELLATION_REASON_EXPIRED = "authorization_expired"
+KNOWN_CURRENCIES_MAX = 100_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,6 +146,8 @@ class PaymentService:
         self._render = render_intent
         self._clock = clock
         self._config = config
+        # (merchant, currency) pairs already recorded in merchant_currencies by this process.
+        self._known_currencies: set[tuple[str, str]] = set()
 
     # Reads -----------------------------------------------------------------------------------
 
@@ -826,10 +829,15 @@ class PaymentService:
                 assert current is not None
                 await self._idempotency.complete(connection, ticket, current)
                 return current
-            if currency:
+            remember = bool(currency) and (after.merchant_id, currency) not in self._known_currencies
+            if remember:
                 await repository.add_merchant_currency(connection, after.merchant_id, currency)
             await repository.insert_events(connection, [self._event(after, s) for s in statuses])
             await self._idempotency.complete(connection, ticket, after)
+        if remember:
+            if len(self._known_currencies) >= KNOWN_CURRENCIES_MAX:
+                self._known_currencies.clear()
+            self._known_currencies.add((after.merchant_id, currency))
         return after
 
     async def _abandon_claim(self, intent: PaymentIntent) -> None:

@@ -333,7 +333,7 @@ def payments_process(env: dict[str, str], log_path: pathlib.Path) -> Iterator[su
     port_file = pathlib.Path(env["CLEARHOUSE_VAR_DIR"]) / "run" / "payments.port"
     port_file.unlink(missing_ok=True)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        process = subprocess.Popen(
             [sys.executable, "-m", "payments_svc"], cwd=ROOT, env=env, stdout=log, stderr=log
         )
     try:
