@@ -310,7 +310,14 @@ class Gateway:
         authorization = headers.get(b"authorization")
         if self.limiter is not None:
             key = edge.client_key(authorization.decode("latin-1") if authorization else None, client_ip)
-            extra_headers.extend(await self.limiter.check(key))
+            try:
+                extra_headers.extend(await self.limiter.check(key))
+            except errors.GatewayError:
+                raise
+            except Exception:
+                # Fail open: a Redis outage must not take the payment API down with it; the
+                # backend still authenticates every call. Logged so the outage is seen.
+                log.warning("rate limiter unavailable; request allowed", exc_info=True)
         metadata: list[tuple[str, str]] = [(call_context.REQUEST_ID, request_id)]
         for header, key_name in edge.FORWARDED_HEADERS.items():
             raw = headers.get(header)
@@ -558,7 +565,11 @@ class Gateway:
             code, headers, body = await handler()
         else:
             code, headers, body = self._docs_asset(scope["path"].removeprefix("/docs/static/"))
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        headers = [
+            *headers,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", edge.new_request_id().encode()),
+        ]
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 

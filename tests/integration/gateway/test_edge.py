@@ -90,6 +90,17 @@ async def test_rate_limit_is_shared_through_redis(var_dir: pathlib.Path, redis_u
             await limiter.strategy.clear(item, client_key(key["authorization"], "127.0.0.1"))
 
 
+async def test_rate_limiter_fails_open_when_redis_is_down(var_dir: pathlib.Path) -> None:
+    async with stack(var_dir, rate_limit="3/minute", REDIS_URL="redis://127.0.0.1:1/0") as (
+        _,
+        recorder,
+        http,
+    ):
+        response = await http.get("/v1/kitchens/k", headers=bearer())
+        assert response.status_code == 200
+        assert recorder.count("GetKitchen") == 1
+
+
 # ---- Body size ----------------------------------------------------------------------------------
 
 
@@ -362,7 +373,9 @@ async def test_healthz_and_readyz_follow_the_backend(var_dir: pathlib.Path) -> N
             support.running_gateway(settings, backend.address) as gateway,
             httpx.AsyncClient(base_url=gateway.url) as http,
         ):
-            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            healthz = await http.get("/healthz")
+            assert healthz.json() == {"status": "ok"}
+            assert healthz.headers["x-request-id"].startswith("req_")
             ready = await http.get("/readyz")
             assert ready.status_code == 200
             await backend.server.set_serving(False)
