@@ -120,6 +120,22 @@ class Operation(Generic[T]):
 
 
 @dataclasses.dataclass(slots=True)
+class CommitStats:
+    """Counters of the writer (diagnostics and tests)."""
+
+    operations_taken: int = 0
+    groups_committed: int = 0
+    largest_group: int = 0
+    # Groups whose transaction failed and whose operations were retried one by one.
+    groups_split: int = 0
+
+    def committed(self, size: int) -> None:
+        """Count one committed transaction of `size` operations."""
+        self.groups_committed += 1
+        self.largest_group = max(self.largest_group, size)
+
+
+@dataclasses.dataclass(slots=True)
 class _Outcome:
     value: Any = None
     error: BaseException | None = None
@@ -146,12 +162,15 @@ class GroupCommitter:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
-        # Group sizes committed so far (for tests and diagnostics): count and largest.
-        self.groups_committed = 0
-        self.largest_group = 0
+        self.stats = CommitStats()
 
     def __repr__(self) -> str:
-        return f"GroupCommitter(pending={len(self._pending)}, groups={self.groups_committed})"
+        return f"GroupCommitter(pending={len(self._pending)}, {self.stats})"
+
+    @property
+    def pending(self) -> int:
+        """Operations queued and not yet taken by the writer."""
+        return len(self._pending)
 
     async def submit(self, operation: Operation[T]) -> T:
         """Queue `operation` and wait for its own result (or its own error) after the commit."""
@@ -234,6 +253,7 @@ class GroupCommitter:
             if operation.exclusive and group:
                 break
             pending.popleft()
+            self.stats.operations_taken += 1
             assert operation.future is not None
             if operation.future.done():
                 continue
@@ -251,6 +271,7 @@ class GroupCommitter:
                 return
             # Isolate the culprit: the group rolled back as a whole, so run each one alone
             # (skipping callers that gave up meanwhile: nothing of theirs committed).
+            self.stats.groups_split += 1
             for operation in group:
                 assert operation.future is not None
                 if not operation.future.done():
@@ -288,8 +309,7 @@ class GroupCommitter:
                 drafts.append(draft)
             await repository.insert_tokens(connection, state.new_records)
             await repository.append(connection, head, drafts, self._now_us())
-        self.groups_committed += 1
-        self.largest_group = max(self.largest_group, len(group))
+        self.stats.committed(len(group))
         return outcomes
 
     async def _run_exclusive(self, operation: Operation[Any]) -> None:
@@ -314,8 +334,7 @@ class GroupCommitter:
         except Exception as error:
             _settle(operation, _Outcome(error=error))
             return
-        self.groups_committed += 1
-        self.largest_group = max(self.largest_group, 1)
+        self.stats.committed(1)
         _settle(operation, _Outcome(value=value))
 
 
