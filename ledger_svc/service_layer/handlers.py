@@ -49,6 +49,8 @@ PAGE_SIZE_MAX = 1_000
 EXPIRE_LIMIT_DEFAULT = 1_000
 # Batches re-hashed per round trip by VerifyChain.
 VERIFY_CHUNK_BATCHES = 500
+# Offending rows CheckInvariants reports per invariant (the first ones by account id).
+VIOLATIONS_REPORTED_MAX = 1_000
 _RETRYABLE_PGCODES = frozenset({"40001", "40P01", "23505"})
 
 
@@ -330,124 +332,174 @@ class LedgerService:
     # -- audits --------------------------------------------------------------------------------
 
     async def check_invariants(self) -> InvariantReport:
-        """Check every invariant in one consistent snapshot."""
+        """Check every invariant in one consistent snapshot.
+
+        The database does the sums and returns only offending rows (at most
+        VIOLATIONS_REPORTED_MAX per invariant), so the check's memory does not grow with the ledger.
+        """
         violations: list[Violation] = []
         async with self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-            all_accounts = [
-                store.account_from_row(row) for row in (await connection.execute(sa.select(accounts))).all()
-            ]
-            sums: dict[tuple[str, int, int], int] = {}
-            for row in (
-                await connection.execute(
-                    sa.select(
-                        entries.c.account_id, entries.c.side, entries.c.kind, sa.func.sum(entries.c.amount)
-                    ).group_by(entries.c.account_id, entries.c.side, entries.c.kind)
-                )
-            ).all():
-                sums[(row[0], row[1], row[2])] = int(row[3])
-            open_pending: dict[tuple[str, int], int] = {}
-            for row in (
-                await connection.execute(
-                    sa.select(
-                        transfers.c.debit_account_id,
-                        transfers.c.credit_account_id,
-                        sa.func.sum(transfers.c.amount),
-                    )
-                    .where(transfers.c.state == int(TransferState.PENDING))
-                    .group_by(transfers.c.debit_account_id, transfers.c.credit_account_id)
-                )
-            ).all():
-                key_debit, key_credit = (row[0], int(EntrySide.DEBIT)), (row[1], int(EntrySide.CREDIT))
-                open_pending[key_debit] = open_pending.get(key_debit, 0) + int(row[2])
-                open_pending[key_credit] = open_pending.get(key_credit, 0) + int(row[2])
+            account_count = int(
+                (await connection.execute(sa.select(sa.func.count()).select_from(accounts))).scalar_one()
+            )
             transfer_count = int(
                 (await connection.execute(sa.select(sa.func.count()).select_from(transfers))).scalar_one()
             )
-
-        totals: dict[str, list[int]] = {}
-        for account in all_accounts:
-            total = totals.setdefault(account.currency, [0, 0, 0, 0])
-            total[0] += account.debits_posted
-            total[1] += account.credits_posted
-            total[2] += account.debits_pending
-            total[3] += account.credits_pending
-            self._check_account(account, sums, open_pending, violations)
-        for currency, (debits, credits, debits_pending, credits_pending) in sorted(totals.items()):
-            if debits != credits:
-                violations.append(
-                    Violation(
-                        "debits_equal_credits_posted", "", f"{currency}: debits {debits} != credits {credits}"
+            totals = sa.select(
+                accounts.c.currency,
+                sa.func.sum(accounts.c.debits_posted),
+                sa.func.sum(accounts.c.credits_posted),
+                sa.func.sum(accounts.c.debits_pending),
+                sa.func.sum(accounts.c.credits_pending),
+            ).group_by(accounts.c.currency)
+            for currency, debits, credits, debits_pending, credits_pending in (
+                await connection.execute(totals.order_by(accounts.c.currency))
+            ).all():
+                if int(debits) != int(credits):
+                    violations.append(
+                        Violation(
+                            "debits_equal_credits_posted",
+                            "",
+                            f"{currency}: debits {debits} != credits {credits}",
+                        )
                     )
-                )
-            if debits_pending != credits_pending:
-                violations.append(
-                    Violation(
-                        "debits_equal_credits_pending",
-                        "",
-                        f"{currency}: pending debits {debits_pending} != pending credits {credits_pending}",
+                if int(debits_pending) != int(credits_pending):
+                    violations.append(
+                        Violation(
+                            "debits_equal_credits_pending",
+                            "",
+                            f"{currency}: pending debits {debits_pending} "
+                            f"!= pending credits {credits_pending}",
+                        )
                     )
-                )
-        return InvariantReport(INVARIANTS, tuple(violations), len(all_accounts), transfer_count)
+            violations.extend(await self._overdrawn(connection))
+            violations.extend(await self._entries_mismatch(connection))
+            violations.extend(await self._pending_mismatch(connection))
+        return InvariantReport(INVARIANTS, tuple(violations), account_count, transfer_count)
 
     @staticmethod
-    def _check_account(
-        account: Account,
-        sums: dict[tuple[str, int, int], int],
-        open_pending: dict[tuple[str, int], int],
-        violations: list[Violation],
-    ) -> None:
-        if (
-            account.debits_must_not_exceed_credits
-            and account.debits_posted + account.debits_pending > account.credits_posted
-        ):
-            violations.append(
-                Violation(
-                    "flag_overdrawn",
-                    account.id,
-                    f"debits {account.debits_posted} + pending {account.debits_pending} "
-                    f"> credits {account.credits_posted}",
+    async def _overdrawn(connection: AsyncConnection) -> list[Violation]:
+        a = accounts.c
+        statement = (
+            sa.select(accounts)
+            .where(
+                sa.or_(
+                    sa.and_(a.flags.op("&")(1) != 0, a.debits_posted + a.debits_pending > a.credits_posted),
+                    sa.and_(a.flags.op("&")(2) != 0, a.credits_posted + a.credits_pending > a.debits_posted),
                 )
             )
-        if (
-            account.credits_must_not_exceed_debits
-            and account.credits_posted + account.credits_pending > account.debits_posted
-        ):
-            violations.append(
-                Violation(
-                    "flag_overdrawn",
-                    account.id,
-                    f"credits {account.credits_posted} + pending {account.credits_pending} "
-                    f"> debits {account.debits_posted}",
+            .order_by(a.id)
+            .limit(VIOLATIONS_REPORTED_MAX)
+        )
+        return [
+            Violation(
+                "flag_overdrawn",
+                row.id,
+                f"debits {row.debits_posted} + pending {row.debits_pending}, "
+                f"credits {row.credits_posted} + pending {row.credits_pending}",
+            )
+            for row in (await connection.execute(statement)).all()
+        ]
+
+    @staticmethod
+    async def _entries_mismatch(connection: AsyncConnection) -> list[Violation]:
+        e = entries.c
+
+        def total(side: EntrySide, kind: EntryKind) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(
+                sa.func.sum(sa.case((sa.and_(e.side == int(side), e.kind == int(kind)), e.amount), else_=0)),
+                0,
+            )
+
+        sums = (
+            sa.select(
+                e.account_id.label("account_id"),
+                total(EntrySide.DEBIT, EntryKind.POSTED).label("dp"),
+                total(EntrySide.CREDIT, EntryKind.POSTED).label("cp"),
+                (
+                    total(EntrySide.DEBIT, EntryKind.PENDING) - total(EntrySide.DEBIT, EntryKind.RELEASED)
+                ).label("dpend"),
+                (
+                    total(EntrySide.CREDIT, EntryKind.PENDING) - total(EntrySide.CREDIT, EntryKind.RELEASED)
+                ).label("cpend"),
+            )
+            .group_by(e.account_id)
+            .subquery()
+        )
+        a = accounts.c
+        columns = (
+            sa.func.coalesce(sums.c.dp, 0),
+            sa.func.coalesce(sums.c.cp, 0),
+            sa.func.coalesce(sums.c.dpend, 0),
+            sa.func.coalesce(sums.c.cpend, 0),
+        )
+        statement = (
+            sa.select(a.id, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, *columns)
+            .select_from(accounts.outerjoin(sums, sums.c.account_id == a.id))
+            .where(
+                sa.or_(
+                    a.debits_posted != columns[0],
+                    a.credits_posted != columns[1],
+                    a.debits_pending != columns[2],
+                    a.credits_pending != columns[3],
                 )
             )
-        for side, posted, pending in (
-            (EntrySide.DEBIT, account.debits_posted, account.debits_pending),
-            (EntrySide.CREDIT, account.credits_posted, account.credits_pending),
-        ):
-            entries_posted = sums.get((account.id, int(side), int(EntryKind.POSTED)), 0)
-            entries_pending = sums.get((account.id, int(side), int(EntryKind.PENDING)), 0) - sums.get(
-                (account.id, int(side), int(EntryKind.RELEASED)), 0
+            .order_by(a.id)
+            .limit(VIOLATIONS_REPORTED_MAX)
+        )
+        return [
+            Violation(
+                "balance_equals_entries",
+                row[0],
+                f"sums (debits, credits, pending debits, pending credits) {tuple(row[1:5])} "
+                f"vs entries {tuple(int(v) for v in row[5:9])}",
             )
-            if entries_posted != posted or entries_pending != pending:
-                violations.append(
-                    Violation(
-                        "balance_equals_entries",
-                        account.id,
-                        f"{side.name.lower()}s posted {posted} vs entries {entries_posted}, "
-                        f"pending {pending} vs entries {entries_pending}",
-                    )
-                )
-            reserved = open_pending.get((account.id, int(side)), 0)
-            if reserved != pending:
-                violations.append(
-                    Violation(
-                        "pending_equals_open_transfers",
-                        account.id,
-                        f"{side.name.lower()}s pending {pending} vs open pending transfers {reserved}",
-                    )
-                )
+            for row in (await connection.execute(statement)).all()
+        ]
+
+    @staticmethod
+    async def _pending_mismatch(connection: AsyncConnection) -> list[Violation]:
+        t = transfers.c
+        open_state = t.state == int(TransferState.PENDING)
+        sides = sa.union_all(
+            sa.select(
+                t.debit_account_id.label("account_id"), t.amount.label("debit"), sa.literal(0).label("credit")
+            ).where(open_state),
+            sa.select(
+                t.credit_account_id.label("account_id"),
+                sa.literal(0).label("debit"),
+                t.amount.label("credit"),
+            ).where(open_state),
+        ).subquery()
+        reserved = (
+            sa.select(
+                sides.c.account_id,
+                sa.func.sum(sides.c.debit).label("debit"),
+                sa.func.sum(sides.c.credit).label("credit"),
+            )
+            .group_by(sides.c.account_id)
+            .subquery()
+        )
+        a = accounts.c
+        debit, credit = sa.func.coalesce(reserved.c.debit, 0), sa.func.coalesce(reserved.c.credit, 0)
+        statement = (
+            sa.select(a.id, a.debits_pending, a.credits_pending, debit, credit)
+            .select_from(accounts.outerjoin(reserved, reserved.c.account_id == a.id))
+            .where(sa.or_(a.debits_pending != debit, a.credits_pending != credit))
+            .order_by(a.id)
+            .limit(VIOLATIONS_REPORTED_MAX)
+        )
+        return [
+            Violation(
+                "pending_equals_open_transfers",
+                row[0],
+                f"pending debits {row[1]} / credits {row[2]} "
+                f"vs open pending transfers {int(row[3])} / {int(row[4])}",
+            )
+            for row in (await connection.execute(statement)).all()
+        ]
 
     async def verify_chain(self) -> ChainReport:
         """Recompute every batch's link, oldest first; stop at the first broken one."""

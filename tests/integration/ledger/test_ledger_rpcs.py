@@ -361,7 +361,7 @@ async def test_entries_history_pages_filters_and_order(ledger: Ledger) -> None:
 
 
 async def test_tampering_is_detected(ledger: Ledger) -> None:
-    _cash, merchant, revenue = await funded(ledger, 100)
+    cash, merchant, revenue = await funded(ledger, 100)
     for _ in range(3):
         assert await transfer(
             ledger.stub, T(id=ref(), debit_account_id=merchant, credit_account_id=revenue, amount=1)
@@ -385,11 +385,19 @@ async def test_tampering_is_detected(ledger: Ledger) -> None:
         await connection.execute(
             sa.text("UPDATE accounts SET credits_posted = credits_posted + 5 WHERE id = :a"), {"a": revenue}
         )
+        await connection.execute(
+            sa.text("UPDATE accounts SET debits_posted = credits_posted + 1 WHERE id = :a"), {"a": merchant}
+        )
+        await connection.execute(sa.text("UPDATE accounts SET debits_pending = 3 WHERE id = :a"), {"a": cash})
     chain = await ledger.stub.VerifyChain(pb.VerifyChainRequest())
     assert not chain.ok and chain.first_broken_batch_id == batch_id
     invariants = await ledger.stub.CheckInvariants(pb.CheckInvariantsRequest())
     found = {(v.invariant, v.account_id) for v in invariants.violations}
     assert ("balance_equals_entries", merchant) in found
     assert ("balance_equals_entries", revenue) in found
-    assert any(v.invariant == "debits_equal_credits_posted" for v in invariants.violations)
+    assert ("flag_overdrawn", merchant) in found
+    assert ("pending_equals_open_transfers", cash) in found
+    assert {"debits_equal_credits_posted", "debits_equal_credits_pending"} <= {
+        v.invariant for v in invariants.violations
+    }
     assert not invariants.ok
