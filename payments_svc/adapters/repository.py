@@ -324,9 +324,36 @@ def _intent_values(intent: PaymentIntent) -> dict[str, Any]:
     }
 
 
+# Hot statements are built once with bound parameters: building a 30-column UPDATE per call
+# costs more CPU than executing it.
+_INTENT_COLUMNS = [c.name for c in payment_intents.c if c.name != "id"]
+_INSERT_INTENT = payment_intents.insert().values(
+    {name: sa.bindparam(name) for name in ["id", *_INTENT_COLUMNS]}
+)
+_UPDATE_INTENT_VALUES: dict[str, Any] = {name: sa.bindparam(f"new_{name}") for name in _INTENT_COLUMNS}
+_UPDATE_INTENT_UNCLAIMED = (
+    payment_intents.update()
+    .where(
+        payment_intents.c.id == sa.bindparam("where_id"),
+        payment_intents.c.status == sa.bindparam("where_status"),
+        payment_intents.c.operation_claim_id.is_(None),
+    )
+    .values(_UPDATE_INTENT_VALUES)
+)
+_UPDATE_INTENT_CLAIMED = (
+    payment_intents.update()
+    .where(
+        payment_intents.c.id == sa.bindparam("where_id"),
+        payment_intents.c.status == sa.bindparam("where_status"),
+        payment_intents.c.operation_claim_id == sa.bindparam("where_claim_id"),
+    )
+    .values(_UPDATE_INTENT_VALUES)
+)
+
+
 async def insert_intent(connection: AsyncConnection, intent: PaymentIntent) -> None:
     """Store a new payment intent."""
-    await connection.execute(payment_intents.insert().values(id=intent.id, **_intent_values(intent)))
+    await connection.execute(_INSERT_INTENT, {"id": intent.id, **_intent_values(intent)})
 
 
 async def get_intent(
@@ -351,16 +378,15 @@ async def update_intent(
 
     Returns False (and changes nothing) when another request got there first.
     """
-    claim = payment_intents.c.operation_claim_id
-    result = await connection.execute(
-        payment_intents.update()
-        .where(
-            payment_intents.c.id == intent.id,
-            payment_intents.c.status == expected_status.value,
-            claim.is_(None) if expected_claim_id is None else claim == expected_claim_id,
-        )
-        .values(**_intent_values(intent))
-    )
+    parameters: dict[str, Any] = {f"new_{k}": v for k, v in _intent_values(intent).items()}
+    parameters["where_id"] = intent.id
+    parameters["where_status"] = expected_status.value
+    if expected_claim_id is None:
+        statement = _UPDATE_INTENT_UNCLAIMED
+    else:
+        statement = _UPDATE_INTENT_CLAIMED
+        parameters["where_claim_id"] = expected_claim_id
+    result = await connection.execute(statement, parameters)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 

@@ -481,7 +481,8 @@ class PaymentService:
             + datetime.timedelta(seconds=self._config.authorization_window_seconds),
             operation=None,
         )
-        statuses = [Status.AUTHORIZED]
+        # Each event carries the object as it was at that step.
+        snapshots = [authorized]
         final = authorized
         if captured:
             final = model.transition(
@@ -493,7 +494,7 @@ class PaymentService:
                 fee_amount=operation.fee,
                 authorization_expires_at=None,
             )
-            statuses.append(Status.CAPTURED)
+            snapshots.append(final)
         elif capture_unknown:
             # Leave the capture to the resolver (same reference, so it happens at most once).
             final = dataclasses.replace(
@@ -508,7 +509,7 @@ class PaymentService:
                     fee=operation.fee,
                 ),
             )
-        return await self._commit_claimed(intent, final, statuses, ticket, currency=intent.currency)
+        return await self._commit_claimed(intent, final, snapshots, ticket, currency=intent.currency)
 
     async def _finish_declined(
         self, intent: PaymentIntent, error: PaymentError, ticket: Ticket | None
@@ -516,7 +517,7 @@ class PaymentService:
         operation = intent.operation
         assert operation is not None
         declined = model.transition(intent, Status.DECLINED, self._clock(), last_error=error, operation=None)
-        result = await self._commit_claimed(intent, declined, [Status.DECLINED], ticket)
+        result = await self._commit_claimed(intent, declined, [declined], ticket)
         fingerprint = intent.payment_method.fingerprint if intent.payment_method else ""
         await self._risk.record_decline(fingerprint=fingerprint, attempt_id=f"{intent.id}:{intent.attempt}")
         return result
@@ -528,11 +529,11 @@ class PaymentService:
         parked_operation = dataclasses.replace(operation, lease_until=None)
         if intent.status is Status.PROCESSING:
             parked = dataclasses.replace(intent, operation=parked_operation, updated_at=self._clock())
-            statuses: list[Status] = []
+            snapshots: list[PaymentIntent] = []
         else:
             parked = model.transition(intent, Status.PROCESSING, self._clock(), operation=parked_operation)
-            statuses = [Status.PROCESSING]
-        return await self._commit_claimed(intent, parked, statuses, ticket)
+            snapshots = [parked]
+        return await self._commit_claimed(intent, parked, snapshots, ticket)
 
     # Capture ---------------------------------------------------------------------------------
 
@@ -602,7 +603,7 @@ class PaymentService:
             authorization_expires_at=None,
             operation=None,
         )
-        return await self._commit_claimed(intent, captured, [Status.CAPTURED], ticket)
+        return await self._commit_claimed(intent, captured, [captured], ticket)
 
     # Cancel ----------------------------------------------------------------------------------
 
@@ -679,7 +680,7 @@ class PaymentService:
             authorization_expires_at=None,
             operation=None,
         )
-        return await self._commit_claimed(intent, canceled, [Status.CANCELED], ticket)
+        return await self._commit_claimed(intent, canceled, [canceled], ticket)
 
     async def _find_quietly(self, intent: PaymentIntent) -> ProviderTransaction | None:
         try:
@@ -812,7 +813,7 @@ class PaymentService:
         self,
         before: PaymentIntent,
         after: PaymentIntent,
-        statuses: Sequence[Status],
+        snapshots: Sequence[PaymentIntent],
         ticket: Ticket | None,
         currency: str = "",
     ) -> PaymentIntent:
@@ -832,7 +833,7 @@ class PaymentService:
             remember = bool(currency) and (after.merchant_id, currency) not in self._known_currencies
             if remember:
                 await repository.add_merchant_currency(connection, after.merchant_id, currency)
-            await repository.insert_events(connection, [self._event(after, s) for s in statuses])
+            await repository.insert_events(connection, [self._event(s, s.status) for s in snapshots])
             await self._idempotency.complete(connection, ticket, after)
         if remember:
             if len(self._known_currencies) >= KNOWN_CURRENCIES_MAX:

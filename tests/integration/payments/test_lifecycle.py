@@ -170,6 +170,15 @@ async def test_automatic_capture_posts_charge_and_fee_at_once(stack: Stack) -> N
     )
     assert transaction.transaction.status == provider_pb2.Transaction.CAPTURED
     assert transaction.transaction.amount_captured == 10_000
+    events = await stack.events.ListEvents(
+        events_pb2.ListEventsRequest(object_id=intent.id), metadata=stack.md(merchant.secret)
+    )
+    # Each event carries the object as it was at its step.
+    assert [(e.type, e.data["object"]["status"]) for e in events.data] == [
+        ("payment_intent.captured", "CAPTURED"),
+        ("payment_intent.authorized", "AUTHORIZED"),
+        ("payment_intent.created", "CREATED"),
+    ]
 
 
 async def test_jpy_has_no_minor_digits_and_fees_follow_pricing(stack: Stack) -> None:
