@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -78,10 +79,28 @@ async def _wait_port(var_dir: pathlib.Path, name: str, process: subprocess.Popen
     return int(port_file.read_text())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclasses.dataclass
+class Running:
+    """The payments address and every service's pid (for CPU accounting)."""
+
+    address: str
+    pids: dict[str, int]
+
+
 @contextlib.asynccontextmanager
-async def processes(var_dir: pathlib.Path, urls: dict[str, str]) -> AsyncIterator[str]:
-    """Start the four services; yield the payments address."""
+async def processes(var_dir: pathlib.Path, urls: dict[str, str]) -> AsyncIterator[Running]:
+    """Start the four services; yield the payments address and the pids."""
     started: list[subprocess.Popen[bytes]] = []
+    pids: dict[str, int] = {}
     env = _env(var_dir)
     try:
         addresses: dict[str, str] = {}
@@ -99,6 +118,7 @@ async def processes(var_dir: pathlib.Path, urls: dict[str, str]) -> AsyncIterato
                 stderr=subprocess.DEVNULL,
             )
             started.append(process)
+            pids[name] = process.pid
             addresses[name] = f"127.0.0.1:{await _wait_port(var_dir, name, process)}"
         payments_env = dict(env)
         payments_env.update(
@@ -116,7 +136,8 @@ async def processes(var_dir: pathlib.Path, urls: dict[str, str]) -> AsyncIterato
             stderr=subprocess.DEVNULL,
         )
         started.append(process)
-        yield f"127.0.0.1:{await _wait_port(var_dir, 'payments', process)}"
+        pids["payments"] = process.pid
+        yield Running(f"127.0.0.1:{await _wait_port(var_dir, 'payments', process)}", pids)
     finally:
         for process in started:
             process.terminate()
@@ -127,9 +148,10 @@ async def processes(var_dir: pathlib.Path, urls: dict[str, str]) -> AsyncIterato
                 process.kill()
 
 
-async def lifecycles(address: str, var_dir: pathlib.Path, label: str) -> list[Row]:
+async def lifecycles(running: Running, var_dir: pathlib.Path, label: str) -> list[Row]:
+    """Drive create + confirm at each concurrency level; note CPU ms per lifecycle per process."""
     settings = CommonSettings(CLEARHOUSE_VAR_DIR=var_dir)
-    channel = open_channel(address, settings, "tools")
+    channel = open_channel(running.address, settings, "tools")
     rows: list[Row] = []
     try:
         merchants = merchants_pb2_grpc.MerchantsStub(channel)
@@ -172,13 +194,19 @@ async def lifecycles(address: str, var_dir: pathlib.Path, label: str) -> list[Ro
         await lifecycle(0)  # warm-up: ledger accounts, connections
         for concurrency in CONCURRENCY_LEVELS:
             failures = 0
+            cpu_before = {name: cpu_seconds(pid) for name, pid in running.pids.items()}
             rate, latencies = await drive(
                 lifecycle,
                 total=LIFECYCLES_PER_LEVEL[concurrency],
                 concurrency=concurrency,
                 seconds_max=SECONDS_MAX_PER_LEVEL,
             )
-            note = f"{label}; create + confirm (automatic capture)"
+            done = max(1, len(latencies))
+            cpu = ", ".join(
+                f"{name} {(cpu_seconds(pid) - cpu_before[name]) / done * 1000:.1f}"
+                for name, pid in running.pids.items()
+            )
+            note = f"{label}; CPU ms per lifecycle: {cpu}"
             if failures:
                 note += f"; {failures} not captured"
             rows.append(summarize("payments", f"lifecycle {label} c={concurrency}", rate, latencies, note))
@@ -260,8 +288,8 @@ async def run() -> list[Row]:
             name: f"sqlite:///{sqlite_dir / (name + '.db')}"
             for name in ("ledger", "vault", "provider", "payments")
         }
-        async with processes(sqlite_dir, urls) as address:
-            rows.extend(await lifecycles(address, sqlite_dir, "SQLite"))
+        async with processes(sqlite_dir, urls) as running:
+            rows.extend(await lifecycles(running, sqlite_dir, "SQLite"))
         postgres_dir = base / "postgres"
         try:
             async with contextlib.AsyncExitStack() as exits:
@@ -269,8 +297,8 @@ async def run() -> list[Row]:
                     name: await exits.enter_async_context(fresh_postgres_database())
                     for name in ("ledger", "vault", "provider", "payments")
                 }
-                async with processes(postgres_dir, pg_urls) as address:
-                    rows.extend(await lifecycles(address, postgres_dir, "PostgreSQL"))
+                async with processes(postgres_dir, pg_urls) as running:
+                    rows.extend(await lifecycles(running, postgres_dir, "PostgreSQL"))
         except BaseException as error:
             if type(error).__name__ not in {"Skipped", "OSError"}:
                 raise
