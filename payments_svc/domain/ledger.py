@@ -44,6 +44,15 @@ class TransferCode(enum.IntEnum):
     CAPTURE = 2
     FEE = 3
     VOID = 4
+    # Part 2 (see domain/postings.py).
+    REFUND = 5
+    DISPUTE = 6
+    DISPUTE_FEE = 7
+    DISPUTE_REVERSAL = 8
+    DISPUTE_LOSS = 9
+    SETTLEMENT = 10
+    SETTLEMENT_CASH = 11
+    PAYOUT = 12
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
