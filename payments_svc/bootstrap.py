@@ -11,7 +11,6 @@ from clearhouse.payments.v1 import (
     balance_pb2,
     balance_pb2_grpc,
     disputes_pb2,
-    disputes_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     merchants_pb2,
@@ -19,21 +18,15 @@ from clearhouse.payments.v1 import (
     payment_intents_pb2,
     payment_intents_pb2_grpc,
     payouts_pb2,
-    payouts_pb2_grpc,
     provider_webhooks_pb2,
-    provider_webhooks_pb2_grpc,
     reconciliation_pb2,
-    reconciliation_pb2_grpc,
     refunds_pb2,
-    refunds_pb2_grpc,
     risk_pb2,
     risk_pb2_grpc,
     settlements_pb2,
-    settlements_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
     webhook_endpoints_pb2,
-    webhook_endpoints_pb2_grpc,
 )
 
 from chassis import cache, db
@@ -46,8 +39,9 @@ from payments_svc.adapters.provider_client import ProviderClient
 from payments_svc.adapters.risk_counters import RiskCounters
 from payments_svc.adapters.vault_client import VaultClient
 from payments_svc.domain.breaker import BreakerConfig
-from payments_svc.entrypoints import convert, grpc_servicer
+from payments_svc.entrypoints import convert, grpc_servicer, grpc_servicer_money
 from payments_svc.entrypoints.workers import worker_loop
+from payments_svc.part2 import build_part2
 from payments_svc.service_layer.auth import Authenticator
 from payments_svc.service_layer.cards import CardService
 from payments_svc.service_layer.idempotency import Idempotency
@@ -85,28 +79,9 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def registrations(app: grpc_servicer.App) -> list[Registration]:
+def registrations(app: grpc_servicer.App, money: grpc_servicer_money.MoneyApp) -> list[Registration]:
     """Every payments servicer with its registration function."""
     s = grpc_servicer
-    # Part-2 servicers are the generated abstract bases (UNIMPLEMENTED) until they are built.
-    unimplemented: list[Registration] = [
-        (refunds_pb2_grpc.add_RefundsServicer_to_server, s.RefundsServicer()),  # type: ignore[abstract]
-        (disputes_pb2_grpc.add_DisputesServicer_to_server, s.DisputesServicer()),  # type: ignore[abstract]
-        (
-            provider_webhooks_pb2_grpc.add_ProviderWebhooksServicer_to_server,
-            s.ProviderWebhooksServicer(),  # type: ignore[abstract]
-        ),
-        (
-            webhook_endpoints_pb2_grpc.add_WebhookEndpointsServicer_to_server,
-            s.WebhookEndpointsServicer(),  # type: ignore[abstract]
-        ),
-        (settlements_pb2_grpc.add_SettlementsServicer_to_server, s.SettlementsServicer()),  # type: ignore[abstract]
-        (payouts_pb2_grpc.add_PayoutsServicer_to_server, s.PayoutsServicer()),  # type: ignore[abstract]
-        (
-            reconciliation_pb2_grpc.add_ReconciliationsServicer_to_server,
-            s.ReconciliationsServicer(),  # type: ignore[abstract]
-        ),
-    ]
     return [
         (merchants_pb2_grpc.add_MerchantsServicer_to_server, s.MerchantsServicer(app)),
         (payment_intents_pb2_grpc.add_PaymentIntentsServicer_to_server, s.PaymentIntentsServicer(app)),
@@ -115,7 +90,7 @@ def registrations(app: grpc_servicer.App) -> list[Registration]:
         (balance_pb2_grpc.add_BalancesServicer_to_server, s.BalancesServicer(app)),
         (risk_pb2_grpc.add_RiskServicer_to_server, s.RiskServicer(app)),
         (admin_pb2_grpc.add_AdminServicer_to_server, s.AdminServicer(app)),
-        *unimplemented,
+        *grpc_servicer_money.registrations(money),
     ]
 
 
@@ -181,16 +156,35 @@ async def build(settings: PaymentsSettings) -> ServiceDefinition:
         default_deadline_seconds=settings.default_deadline_seconds,
     )
 
+    money = build_part2(
+        settings,
+        engine=engine,
+        idempotency=idempotency,
+        ledger=ledger,
+        app=app,
+        ledger_channel=ledger_channel,
+        provider_channel=provider_channel,
+    )
+    jobs.passes.update(money.jobs)
+
     async def close_clients() -> None:
+        await money.close()
         for channel in (vault_channel, ledger_channel, provider_channel):
             await channel.close()
         await shared.close()
 
     background = [worker_loop(jobs, settings.worker_interval_seconds)] if settings.workers_enabled else []
     return ServiceDefinition(
-        registrations=registrations(app),
+        registrations=registrations(app, money.app),
         service_names=SERVICE_NAMES,
         background=background,
         on_stop=[close_clients, engine.dispose],
-        extras={"engine": engine, "app": app, "jobs": jobs, "board": board, "cache": shared},
+        extras={
+            "engine": engine,
+            "app": app,
+            "jobs": jobs,
+            "board": board,
+            "cache": shared,
+            "money": money.app,
+        },
     )

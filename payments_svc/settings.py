@@ -51,11 +51,37 @@ class PaymentsSettings(ServiceSettings):
     workers_enabled: bool = True
     worker_interval_seconds: float = Field(1.0, gt=0.0, le=3600.0)
 
+    # Part 2. Dispute fee charged when a dispute opens, minor units (DESIGN.md §3).
+    dispute_fee: int = Field(1_500, ge=0, le=1_000_000)
+    # Providers' webhook signing secrets (the simulator reads the same variables or dev files).
+    provider_a_webhook_secret: str | None = Field(None, validation_alias="PROVIDER_A_WEBHOOK_SECRET")
+    provider_b_webhook_secret: str | None = Field(None, validation_alias="PROVIDER_B_WEBHOOK_SECRET")
+    # Multiplies the webhook retry schedule (about 3 days at 1.0; tests use a tiny value).
+    webhook_retry_scale: float = Field(1.0, ge=0.0, le=10.0)
+    # Deliver to loopback/private addresses and plain HTTP (development and tests only: SSRF).
+    webhook_allow_private_targets: bool = False
+    # Per-POST timeout of a webhook delivery.
+    webhook_timeout_seconds: float = Field(10.0, gt=0.0, le=60.0)
+    # The scheduled settlement settles payments captured up to this many days ago.
+    settlement_delay_days: int = Field(1, ge=0, le=30)
+
     @model_validator(mode="after")
     def _payments_secrets(self) -> PaymentsSettings:
         check_secret("CLEARHOUSE_ADMIN_KEY", self.admin_key, self.environment)
         check_secret("PAYMENTS_IDEMPOTENCY_HASH_KEY", self.idempotency_hash_key, self.environment)
+        check_secret("PROVIDER_A_WEBHOOK_SECRET", self.provider_a_webhook_secret, self.environment)
+        check_secret("PROVIDER_B_WEBHOOK_SECRET", self.provider_b_webhook_secret, self.environment)
+        if self.is_production and self.webhook_allow_private_targets:
+            raise ValueError("PAYMENTS_WEBHOOK_ALLOW_PRIVATE_TARGETS is refused in production (SSRF)")
         return self
+
+    def resolved_provider_webhook_secrets(self) -> dict[str, str]:
+        """Signing secret per provider (dev files under var/secrets/ when unset)."""
+        found = {"provider_a": self.provider_a_webhook_secret, "provider_b": self.provider_b_webhook_secret}
+        return {
+            provider: value or secrets.load_or_create(self.var_dir / "secrets" / f"{provider}_webhook.key")
+            for provider, value in found.items()
+        }
 
     def resolved_admin_key(self) -> str:
         """The platform admin key in force (generated into var/admin.key on first local run)."""

@@ -151,6 +151,11 @@ _RESPONSES: dict[str, type[Message]] = {
 }
 
 
+def register_responses(responses: dict[str, type[Message]]) -> None:
+    """Add response classes of more mutating RPCs (part 2), so their replays decode."""
+    _RESPONSES.update(responses)
+
+
 def _replayed(method: str, data: bytes) -> Message:
     return _RESPONSES[method].FromString(data)
 
