@@ -41,8 +41,8 @@ P = payment_intents_pb2
 CHARGEBACK_CARD = "4000000000000259"
 WAIT_SECONDS = 20.0
 POLL_SECONDS = 0.05
-# Webhook retry schedule scaled so ~3 days become ~2.4 s in all (first retry after 6 ms).
-RETRY_SCALE = 0.0001
+# Webhook retry schedule scaled so ~3 days become ~2.4 s in all (first retry after 0.6 ms).
+RETRY_SCALE = 0.00001
 T = TypeVar("T")
 
 
