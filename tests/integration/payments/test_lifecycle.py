@@ -105,7 +105,7 @@ async def test_manual_capture_partial_then_balance_and_ledger_are_exact(stack: S
             metadata=stack.md(merchant.secret),
         )
     ).payment_intent
-    fee = round(2000 * 0.029) + 30  # 2.9 % + 30 = 88
+    fee = 88  # 2.9 % of 2,000 (58) + 30
     assert captured.status == PI.CAPTURED
     assert (captured.amount_captured, captured.amount_capturable, captured.fee_amount) == (2000, 0, fee)
 
