@@ -4,7 +4,7 @@ Refunds, disputes, webhooks, settlement, payouts, reconciliation.
 
 Jobs added to `Admin.RunJob` and the worker loop: `relay_outbox` (replaced: it now fans events out
 to webhook endpoints), `dispatch_webhooks`, `post_ledger`, `resolve_refunds`, `run_settlement`,
-`process_payouts`.
+`process_payouts`, `export_breaker_states`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from payments_svc.entrypoints.grpc_servicer import App
 from payments_svc.entrypoints.grpc_servicer_money import MoneyApp
 from payments_svc.service_layer.disputes import DisputeService
 from payments_svc.service_layer.idempotency import Idempotency
+from payments_svc.service_layer.payment_metrics import export_breaker_states
 from payments_svc.service_layer.payouts import PayoutService
 from payments_svc.service_layer.postings import Postings
 from payments_svc.service_layer.reconciliation import ReconciliationService
@@ -40,6 +41,7 @@ POST_LEDGER = "post_ledger"
 RESOLVE_REFUNDS = "resolve_refunds"
 RUN_SETTLEMENT = "run_settlement"
 PROCESS_PAYOUTS = "process_payouts"
+EXPORT_BREAKER_STATES = "export_breaker_states"
 # A checker's claim on a refund covers one provider call and the local commit.
 REFUND_LEASE_MARGIN_SECONDS = 5.0
 
@@ -150,5 +152,6 @@ def build_part2(
         RESOLVE_REFUNDS: refunds.resolve_stalled,
         RUN_SETTLEMENT: settlements.run_scheduled,
         PROCESS_PAYOUTS: payouts.process,
+        EXPORT_BREAKER_STATES: lambda: export_breaker_states(app.board),
     }
     return Part2(app=money, jobs=jobs, sender=sender)

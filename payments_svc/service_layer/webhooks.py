@@ -34,6 +34,7 @@ from payments_svc.domain.webhooks import Delivery, DeliveryStatus, Endpoint
 from payments_svc.service_layer.auth import Caller
 from payments_svc.service_layer.errors import translated
 from payments_svc.service_layer.idempotency import Idempotency, Ticket
+from payments_svc.service_layer.payment_metrics import observe_events
 from payments_svc.service_layer.postings import new_event, parse_cursor, valid_id
 from payments_svc.service_layer.reads import page_limit
 
@@ -225,6 +226,7 @@ class WebhookService:
             ]
             await store.insert_deliveries(connection, deliveries)
             await repository.mark_relayed(connection, [e.id for e in batch], now)
+        observe_events(batch)
         return len(batch)
 
     async def dispatch(self) -> int:
