@@ -91,6 +91,11 @@ class Binding:
         return f"/{self.service.full_name}/{self.method.name}"
 
     @property
+    def rpc_attributes(self) -> dict[str, str]:
+        """Attributes of the gRPC client span (OpenTelemetry semantic conventions)."""
+        return {"rpc.system": "grpc", "rpc.service": self.service.full_name, "rpc.method": self.method.name}
+
+    @property
     def route(self) -> str:
         """The template as written in the proto (`http.route` of the server span)."""
         return self.template.source

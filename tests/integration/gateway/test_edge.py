@@ -170,7 +170,8 @@ async def test_caller_timeout_is_honoured_and_capped(var_dir: pathlib.Path) -> N
 
 
 async def test_client_disconnect_cancels_the_backend_call(var_dir: pathlib.Path) -> None:
-    async with stack(var_dir) as (gateway, recorder, _http):
+    # A deadline far beyond the wait below: only the disconnect can cancel the call in time.
+    async with stack(var_dir, CLEARHOUSE_DEFAULT_DEADLINE_SECONDS=120) as (gateway, recorder, _http):
         token = secrets.token_hex(4)
         body = f'{{"delay_ms": 30000, "token": "{token}"}}'.encode()
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
