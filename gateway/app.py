@@ -56,6 +56,8 @@ HTTP_TOTAL = prometheus_client.Counter(
     ["route", "method", "status"],
 )
 UNMATCHED_ROUTE = "unmatched"
+# More query parameters than any request message could use is refused before parsing them.
+QUERY_PARAMETERS_MAX = 200
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 SWAGGER_ASSETS = frozenset(
     {
@@ -541,9 +543,12 @@ class Gateway:
                 strict_parsing=True,
                 encoding="utf-8",
                 errors="strict",
+                max_num_fields=QUERY_PARAMETERS_MAX,
             )
         except (ValueError, UnicodeDecodeError):
-            raise errors.invalid_field("query", "malformed query string") from None
+            raise errors.invalid_field(
+                "query", f"malformed query string (or more than {QUERY_PARAMETERS_MAX} parameters)"
+            ) from None
         grouped: dict[str, tuple[routes.LeafField, str, list[str]]] = {}
         for name, value in pairs:
             leaf = binding.query_fields.get(name)

@@ -324,6 +324,7 @@ QUERY_REJECTIONS = [
     ("body-route-takes-no-query", "/v1/kitchens/k1:echo?f_int64=1", "f_int64"),
     ("body-field-not-in-query", "/v1/kitchens?kitchen.f_string=x", "kitchen.f_string"),
     ("invalid-utf8", "/v1/kitchens/k1?f_string=%FF", "query"),
+    ("too-many-parameters", "/v1/kitchens/k1?" + "&".join(["r_string=x"] * 201), "query"),
 ]
 
 
