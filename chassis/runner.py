@@ -120,6 +120,10 @@ async def run() -> int:
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CLEARHOUSE_ADMIN_KEY": key, "PYTHONUNBUFFERED": "1"}
+    if not settings.is_production:
+        # The local stack's merchant endpoints (make demo's receiver) live on this machine; payments
+        # refuses private webhook targets by default (SSRF) and refuses this flag in production.
+        env.setdefault("PAYMENTS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
     processes: dict[str, asyncio.subprocess.Process] = {}
     pumps: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
