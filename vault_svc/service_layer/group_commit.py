@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chassis import db, errors
@@ -43,6 +45,10 @@ GROUP_OPERATIONS_MAX = 256
 # without bound (each waiting call holds its request in memory).
 QUEUE_OPERATIONS_MAX = 10_000
 QUEUE_FULL_RETRY_AFTER_SECONDS = 0.2
+# A group's span links to its callers' spans, up to the SDK's default link limit.
+SPAN_LINKS_MAX = 128
+
+_tracer = trace.get_tracer(__name__)
 
 DedupeKey = tuple[str, str, int, int]
 
@@ -112,6 +118,8 @@ class Operation(Generic[T]):
     work: Callable[[AsyncConnection], Awaitable[tuple[T, EntryDraft]]] | None = None
     reads: str = ""
     future: asyncio.Future[T] | None = None
+    # The caller's span, linked from the span of the group that runs the operation.
+    span_context: trace.SpanContext | None = None
 
     @property
     def exclusive(self) -> bool:
@@ -184,6 +192,7 @@ class GroupCommitter:
             )
         loop = asyncio.get_running_loop()
         operation.future = loop.create_future()
+        operation.span_context = trace.get_current_span().get_span_context()
         self._ensure_worker(loop)
         assert self._wakeup is not None
         self._pending.append(operation)
@@ -195,7 +204,9 @@ class GroupCommitter:
         if worker is not None and not worker.done() and worker.get_loop() is loop:
             return
         self._wakeup = asyncio.Event()
-        self._worker = loop.create_task(self._run(), name="vault-group-commit")
+        # A fresh context: the writer must not inherit (and parent every group's spans under)
+        # the span of whichever call happened to start it.
+        self._worker = loop.create_task(self._run(), name="vault-group-commit", context=contextvars.Context())
 
     async def close(self) -> None:
         """Stop the writer; operations still queued fail UNAVAILABLE (none of them ran)."""
@@ -224,11 +235,19 @@ class GroupCommitter:
             group = self._next_group()
             if not group:
                 continue
+            links = [
+                trace.Link(operation.span_context)
+                for operation in group[:SPAN_LINKS_MAX]
+                if operation.span_context is not None and operation.span_context.is_valid
+            ]
             try:
-                if group[0].exclusive:
-                    await self._run_exclusive(group[0])
-                else:
-                    await self._run_batched(group)
+                with _tracer.start_as_current_span(
+                    "vault.group_commit", links=links, attributes={"vault.group.operations": len(group)}
+                ):
+                    if group[0].exclusive:
+                        await self._run_exclusive(group[0])
+                    else:
+                        await self._run_batched(group)
             except asyncio.CancelledError:
                 for operation in group:
                     _settle(
