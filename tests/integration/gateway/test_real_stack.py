@@ -298,6 +298,30 @@ async def test_errors_from_payments_keep_their_reason(real: RealStack) -> None:
     assert missing.headers["x-request-id"] and bad.headers["x-request-id"] != missing.headers["x-request-id"]
 
 
+async def test_provider_webhook_raw_body_and_signature_reach_payments(real: RealStack) -> None:
+    from chassis import signatures
+
+    secret_file = real.stack.var_dir / "secrets" / "provider_a_webhook.key"
+    assert secret_file.exists(), "payments creates the dev webhook secret at start-up"
+    secret = secret_file.read_text().strip()
+    # Raw bytes with odd spacing: the signature covers these exact bytes, so any re-encoding
+    # between the gateway and payments would break it.
+    body = b'{"id": "evt_%s",  "type": "test.ping", "data": {}}' % secrets.token_hex(4).encode()
+    headers = {"content-type": "application/json", "provider-signature": signatures.sign(secret, body)}
+    first = await real.http.post("/v1/provider_webhooks/provider_a", content=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["duplicate"] is False
+    again = await real.http.post("/v1/provider_webhooks/provider_a", content=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True
+    forged = await real.http.post(
+        "/v1/provider_webhooks/provider_a",
+        content=body,
+        headers={**headers, "provider-signature": signatures.sign("not-the-secret", body)},
+    )
+    assert forged.status_code in {401, 403}, forged.text
+
+
 # ---- Schemathesis against /openapi.json -------------------------------------------------------
 
 
