@@ -302,43 +302,49 @@ async def test_gateway_span_is_parent_of_the_backend_span(var_dir: pathlib.Path)
         exporter=exporter,
         synchronous=True,
     )
-    async with stack(var_dir) as (_gateway, recorder, http):
-        incoming_trace = secrets.token_hex(16)
-        incoming_span = secrets.token_hex(8)
-        response = await http.get(
-            "/v1/shelves/s1/kitchens/k1",
-            headers={
-                "traceparent": f"00-{incoming_trace}-{incoming_span}-01",
-                "baggage": "tenant=acme",
-            },
-        )
-        assert response.status_code == 200
-        assert response.headers["traceparent"].split("-")[1] == incoming_trace
-        metadata = recorder.last("GetKitchen").metadata
-        assert metadata["traceparent"].split("-")[1] == incoming_trace
-        assert "tenant=acme" in metadata.get("baggage", "")
+    try:
+        async with stack(var_dir) as (_gateway, recorder, http):
+            incoming_trace = secrets.token_hex(16)
+            incoming_span = secrets.token_hex(8)
+            response = await http.get(
+                "/v1/shelves/s1/kitchens/k1",
+                headers={
+                    "traceparent": f"00-{incoming_trace}-{incoming_span}-01",
+                    "baggage": "tenant=acme",
+                },
+            )
+            assert response.status_code == 200
+            assert response.headers["traceparent"].split("-")[1] == incoming_trace
+            metadata = recorder.last("GetKitchen").metadata
+            assert metadata["traceparent"].split("-")[1] == incoming_trace
+            assert "tenant=acme" in metadata.get("baggage", "")
 
-        def finished() -> list[Any]:
-            return [
+            def finished() -> list[Any]:
+                return [
+                    s
+                    for s in exporter.get_finished_spans()
+                    if format(s.context.trace_id, "032x") == incoming_trace
+                ]
+
+            deadline = asyncio.get_running_loop().time() + EVENT_WAIT_SECONDS
+            while len(finished()) < 3 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            spans = finished()
+            server = next(
                 s
-                for s in exporter.get_finished_spans()
-                if format(s.context.trace_id, "032x") == incoming_trace
-            ]
-
-        deadline = asyncio.get_running_loop().time() + EVENT_WAIT_SECONDS
-        while len(finished()) < 3 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-        spans = finished()
-        server = next(
-            s for s in spans if s.attributes.get("http.route") == "/v1/shelves/{nested.name}/kitchens/{id}"
-        )
-        assert server.name == "GET /v1/shelves/{nested.name}/kitchens/{id}"
-        assert format(server.parent.span_id, "016x") == incoming_span
-        assert response.headers["traceparent"].split("-")[2] == format(server.context.span_id, "016x")
-        client = next(s for s in spans if s.kind.name == "CLIENT")
-        backend = next(s for s in spans if s.kind.name == "SERVER" and s is not server)
-        assert client.parent.span_id == server.context.span_id
-        assert backend.parent.span_id == client.context.span_id
+                for s in spans
+                if s.attributes.get("http.route") == "/v1/shelves/{nested.name}/kitchens/{id}"
+            )
+            assert server.name == "GET /v1/shelves/{nested.name}/kitchens/{id}"
+            assert format(server.parent.span_id, "016x") == incoming_span
+            assert response.headers["traceparent"].split("-")[2] == format(server.context.span_id, "016x")
+            client = next(s for s in spans if s.kind.name == "CLIENT")
+            backend = next(s for s in spans if s.kind.name == "SERVER" and s is not server)
+            assert client.parent.span_id == server.context.span_id
+            assert backend.parent.span_id == client.context.span_id
+    finally:
+        # The provider is process-wide: stop this exporter collecting other tests' spans.
+        exporter.shutdown()
 
 
 # ---- CORS, health, OpenAPI, docs, metrics ---------------------------------------------------------
