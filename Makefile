@@ -60,5 +60,8 @@ buf-lint: setup ## buf lint
 bench: setup ## Every benchmark; writes var/bench/report.md
 	$(PY) -m tests.bench
 
+demo: setup ## With `make run` up: a seeded day of activity through the REST API (SEED=7, GATEWAY_URL=...)
+	$(PY) -m tools.demo $(if $(SEED),--seed $(SEED)) $(if $(GATEWAY_URL),--url $(GATEWAY_URL))
+
 clean: ## Remove var/ (databases, certificates, keys, traces)
 	rm -rf var

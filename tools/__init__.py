@@ -1,0 +1,1 @@
+"""Developer tools that drive a running Clearhouse from the outside (public REST API only)."""
