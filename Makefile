@@ -38,11 +38,11 @@ test-fast: setup ## Unit tests only
 lint: setup ## ruff check, ruff format --check, mypy, buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy chassis gateway payments_svc vault_svc ledger_svc provider_sim
+	$(VENV)/bin/mypy chassis gateway payments_svc vault_svc ledger_svc provider_sim tools
 	$(BUF) lint
 
 typecheck: setup ## mypy only
-	$(VENV)/bin/mypy chassis gateway payments_svc vault_svc ledger_svc provider_sim
+	$(VENV)/bin/mypy chassis gateway payments_svc vault_svc ledger_svc provider_sim tools
 
 format: setup ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
