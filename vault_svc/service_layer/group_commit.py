@@ -209,7 +209,11 @@ class GroupCommitter:
         self._worker = loop.create_task(self._run(), name="vault-group-commit", context=contextvars.Context())
 
     async def close(self) -> None:
-        """Stop the writer; operations still queued fail UNAVAILABLE (none of them ran)."""
+        """Stop the writer; queued operations (never run) and the group in flight fail UNAVAILABLE.
+
+        The group in flight is cancelled: its transaction rolls back unless its COMMIT had
+        already been sent, the usual ambiguity of a call interrupted by shutdown.
+        """
         self._closed = True
         worker, self._worker = self._worker, None
         if worker is not None and not worker.done():
