@@ -189,15 +189,24 @@ class HttpConnection:
         self.writer = writer
 
     async def get(self, path: str) -> int:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n".encode())
+        status, _body = await self.request("GET", path)
+        return status
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, bytes]:
+        """One request; `headers` are extra header lines, each ending in CRLF."""
+        length_line = f"content-length: {len(body)}\r\ncontent-type: application/json\r\n" if body else ""
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\nhost: bench\r\n{headers}{length_line}\r\n".encode() + body
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n"):
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
-        await self.reader.readexactly(length)
-        return status
+        return status, await self.reader.readexactly(length)
 
 
 async def _http_case(port: int, total: int) -> tuple[float, list[float]]:
@@ -290,7 +299,7 @@ async def _wait_listening(port: int, deadline: float) -> None:
             await asyncio.sleep(0.05)
 
 
-async def run() -> list[Row]:
+async def read_path() -> list[Row]:
     """Start every server, then measure the cases in interleaved rounds (the machine is shared,
     so drift in background load spreads over all cases instead of biasing one); report the
     median round of each case."""
@@ -384,6 +393,116 @@ async def run() -> list[Row]:
             row.suite, row.case, row.rate, row.unit, row.p50_ms, row.p99_ms, f"{row.note}; {ratios}"
         )
     return [rows[case] for case in notes]
+
+
+# ---- Full payment lifecycles through REST -------------------------------------------------------
+
+LIFECYCLES = int(os.environ.get("BENCH_GATEWAY_LIFECYCLES", "600"))
+LIFECYCLE_CONCURRENCY = 32
+CARD_JSON = (
+    b'{"payment_method": {"card": '
+    b'{"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}}'
+)
+RISK_LIFTED_JSON = (
+    b'{"risk_settings": {"amount_threshold": 1000000000, "review_score": 100, "block_score": 100}}'
+)
+
+
+async def rest_lifecycles() -> Row:
+    """Create + confirm (automatic capture) through the gateway, the whole stack as processes."""
+    import json
+
+    from tests.bench import bench_payments
+
+    with tempfile.TemporaryDirectory() as folder:
+        var_dir = pathlib.Path(folder) / "var"
+        var_dir.mkdir()
+        urls = {
+            name: f"sqlite:///{var_dir / (name + '.db')}"
+            for name in ("ledger", "vault", "provider", "payments")
+        }
+        async with bench_payments.processes(var_dir, urls) as running:
+            env = bench_payments._env(var_dir)
+            env.update(
+                GATEWAY_PORT="0",
+                GATEWAY_PAYMENTS_ADDRESS=running.address,
+                GATEWAY_RATE_LIMIT="1000000/second",
+                # Each lifecycle comes from its own customer address through a proxy: one address
+                # for thousands of payments would (rightly) trip the risk rules' IP velocity.
+                GATEWAY_TRUSTED_PROXY_COUNT="1",
+            )
+            port_file = var_dir / "run" / "gateway.port"
+            async with _process([sys.executable, "-m", "gateway"], port_file, env) as (port, gateway_pid):
+                setup = HttpConnection(*await asyncio.open_connection("127.0.0.1", port))
+                admin = f"authorization: Bearer {bench_payments.ADMIN_KEY}\r\n"
+                status, body = await setup.request(
+                    "POST",
+                    "/v1/merchants",
+                    b'{"name": "Bench", "country": "US", "default_currency": "USD"}',
+                    admin,
+                )
+                assert status == 200, body
+                created = json.loads(body)
+                merchant_id = created["merchant"]["id"]
+                # As the payments benchmark does: lift the risk thresholds so one test card can pay
+                # thousands of times without tripping the velocity rule.
+                status, body = await setup.request(
+                    "POST",
+                    f"/v1/merchants/{merchant_id}",
+                    RISK_LIFTED_JSON,
+                    admin,
+                )
+                assert status == 200, body
+                auth = f"authorization: Bearer {created['api_key']['secret']}\r\n"
+                pool: asyncio.Queue[HttpConnection] = asyncio.Queue()
+                for _ in range(LIFECYCLE_CONCURRENCY):
+                    pool.put_nowait(HttpConnection(*await asyncio.open_connection("127.0.0.1", port)))
+                failures = 0
+                last_failure = [""]
+
+                async def lifecycle(index: int) -> None:
+                    nonlocal failures
+                    connection = await pool.get()
+                    try:
+                        amount = 1_000 + index % 100
+                        address = f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"
+                        customer = f"{auth}x-forwarded-for: {address}\r\n"
+                        status, body = await connection.request(
+                            "POST",
+                            "/v1/payment_intents",
+                            b'{"amount": %d, "currency": "USD"}' % amount,
+                            customer,
+                        )
+                        if status != 200:
+                            raise RuntimeError(f"create answered {status}: {body[:300]!r}")
+                        intent_id = json.loads(body)["id"]
+                        status, body = await connection.request(
+                            "POST", f"/v1/payment_intents/{intent_id}/confirm", CARD_JSON, customer
+                        )
+                        if status != 200 or json.loads(body)["status"] != "CAPTURED":
+                            failures += 1
+                            last_failure[0] = f"{status} {body[:300]!r}"
+                    finally:
+                        pool.put_nowait(connection)
+
+                await drive(lifecycle, total=20, concurrency=4)
+                cpu_before = cpu_seconds(gateway_pid)
+                rate, latencies = await drive(lifecycle, total=LIFECYCLES, concurrency=LIFECYCLE_CONCURRENCY)
+                gateway_ms = (cpu_seconds(gateway_pid) - cpu_before) / max(1, len(latencies)) * 1000
+        note = (
+            f"create + confirm (automatic capture) over REST, SQLite, c={LIFECYCLE_CONCURRENCY}; "
+            f"gateway CPU {gateway_ms:.2f} ms per lifecycle (2 requests)"
+        )
+        if failures:
+            note += f"; {failures} not captured (last: {last_failure[0]})"
+        return summarize(SUITE, "rest-lifecycle", rate, latencies, note)
+
+
+async def run() -> list[Row]:
+    """The read-path comparison, then full lifecycles through REST."""
+    rows = await read_path()
+    rows.append(await rest_lifecycles())
+    return rows
 
 
 if __name__ == "__main__":
