@@ -14,15 +14,21 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from chassis import errors
 from ledger_svc.domain.model import TransferRequest, TransferResult
 
 log = logging.getLogger("ledger.write_queue")
+_tracer = trace.get_tracer(__name__)
 
 # Most transfers one grouped transaction carries (a full-size request always goes alone).
 GROUP_TRANSFERS_MAX = 2_000
 # Most requests waiting; beyond it callers are told to back off instead of queueing forever.
 QUEUE_REQUESTS_MAX = 10_000
+# A group's span links to its callers' spans, up to the SDK's default link limit.
+SPAN_LINKS_MAX = 128
 
 GroupResult = tuple[list[list[TransferResult]], str]
 Executor = Callable[[Sequence[Sequence[TransferRequest]]], Awaitable[GroupResult]]
@@ -32,6 +38,8 @@ Executor = Callable[[Sequence[Sequence[TransferRequest]]], Awaitable[GroupResult
 class _Pending:
     transfers: Sequence[TransferRequest]
     future: asyncio.Future[tuple[list[TransferResult], str]]
+    # The caller's span, linked from the span of the group that carries the request.
+    span_context: trace.SpanContext
 
 
 class WriteQueue:
@@ -53,7 +61,7 @@ class WriteQueue:
             raise errors.Unavailable("the ledger is shutting down", reason="LEDGER_STOPPING")
         future: asyncio.Future[tuple[list[TransferResult], str]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(transfers, future))
+            self._queue.put_nowait(_Pending(transfers, future, trace.get_current_span().get_span_context()))
         except asyncio.QueueFull:
             raise errors.ResourceExhausted(
                 "the ledger's write queue is full", reason="LEDGER_OVERLOADED", retry_after_seconds=0.1
@@ -92,8 +100,22 @@ class WriteQueue:
                 raise
 
     async def _flush(self, group: list[_Pending]) -> None:
+        links = [
+            trace.Link(item.span_context) for item in group[:SPAN_LINKS_MAX] if item.span_context.is_valid
+        ]
         try:
-            results, batch_id = await self._execute([item.transfers for item in group])
+            # One span per grouped transaction, in a fresh context (not a child of whichever call
+            # started the writer), linked to the calls it carries.
+            with _tracer.start_as_current_span(
+                "ledger.write_group",
+                context=otel_context.Context(),
+                links=links,
+                attributes={
+                    "ledger.group.requests": len(group),
+                    "ledger.group.transfers": sum(len(item.transfers) for item in group),
+                },
+            ):
+                results, batch_id = await self._execute([item.transfers for item in group])
         except asyncio.CancelledError:
             for item in group:
                 if not item.future.done():
