@@ -7,6 +7,7 @@ SQLite's `BEGIN IMMEDIATE` serialises writers anyway.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -397,8 +398,17 @@ class SqlUnitOfWork:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite runs one writer at a time (every transaction here is BEGIN IMMEDIATE). Letting
+        # concurrent calls race for its file lock parks each loser in SQLite's busy handler, which
+        # sleeps in growing steps (up to 100 ms) in a worker thread; queueing them here instead
+        # hands the lock over at once. PostgreSQL keeps its concurrency (row locks).
+        self._sqlite_writer = asyncio.Lock() if db.is_sqlite(engine) else None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[SqlRepository]:
-        async with db.transaction(self.engine) as connection:
+        if self._sqlite_writer is None:
+            async with db.transaction(self.engine) as connection:
+                yield SqlRepository(connection)
+            return
+        async with self._sqlite_writer, db.transaction(self.engine) as connection:
             yield SqlRepository(connection)
