@@ -49,6 +49,23 @@ _TRANSACTION_FIELDS = (
 _TIME_FIELDS = ("created_at", "updated_at", "captured_at", "chargeback_due_at")
 
 
+# Statements of the authorize/capture hot path, built once: building a Core statement per call
+# (and hashing its structure to find the compiled form) cost more CPU than running it.
+_t = orm.transactions
+_GET_TRANSACTION = sa.select(_t).where(_t.c.id == sa.bindparam("b_id"))
+_GET_TRANSACTION_FOR_UPDATE = _GET_TRANSACTION.with_for_update()
+_GET_TRANSACTION_BY_REFERENCE = sa.select(_t).where(
+    _t.c.provider == sa.bindparam("b_provider"), _t.c.reference == sa.bindparam("b_reference")
+)
+_INSERT_TRANSACTION = _t.insert()
+_UPDATE_TRANSACTION = _t.update().where(_t.c.id == sa.bindparam("b_id"))
+_GET_CAPTURE_RESPONSE = sa.select(orm.captures.c.response).where(
+    orm.captures.c.provider == sa.bindparam("b_provider"),
+    orm.captures.c.reference == sa.bindparam("b_reference"),
+)
+_INSERT_CAPTURE = orm.captures.insert()
+
+
 def utc(value: datetime.datetime | None) -> datetime.datetime | None:
     """SQLite returns naive datetimes; everything is stored in UTC."""
     if value is None:
@@ -151,28 +168,29 @@ class SqlRepository:
     # Transactions -------------------------------------------------------------------------
 
     async def get_transaction(self, transaction_id: str, *, for_update: bool = False) -> Transaction | None:
-        query = sa.select(orm.transactions).where(orm.transactions.c.id == transaction_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.connection.execute(query)).mappings().first()
+        query = _GET_TRANSACTION_FOR_UPDATE if for_update else _GET_TRANSACTION
+        row = (await self.connection.execute(query, {"b_id": transaction_id})).mappings().first()
         return transaction_from_mapping(row) if row else None
 
     async def get_transaction_by_reference(self, provider: str, reference: str) -> Transaction | None:
-        query = sa.select(orm.transactions).where(
-            orm.transactions.c.provider == provider, orm.transactions.c.reference == reference
+        row = (
+            (
+                await self.connection.execute(
+                    _GET_TRANSACTION_BY_REFERENCE, {"b_provider": provider, "b_reference": reference}
+                )
+            )
+            .mappings()
+            .first()
         )
-        row = (await self.connection.execute(query)).mappings().first()
         return transaction_from_mapping(row) if row else None
 
     async def add_transaction(self, transaction: Transaction) -> None:
-        await self.connection.execute(orm.transactions.insert().values(**transaction_to_dict(transaction)))
+        await self.connection.execute(_INSERT_TRANSACTION, transaction_to_dict(transaction))
 
     async def update_transaction(self, transaction: Transaction) -> None:
         values = transaction_to_dict(transaction)
-        del values["id"]
-        await self.connection.execute(
-            orm.transactions.update().where(orm.transactions.c.id == transaction.id).values(**values)
-        )
+        values["b_id"] = values.pop("id")
+        await self.connection.execute(_UPDATE_TRANSACTION, values)
 
     async def due_chargebacks(self, now: datetime.datetime) -> list[Transaction]:
         query = (
@@ -189,25 +207,27 @@ class SqlRepository:
     # Captures and refunds -----------------------------------------------------------------
 
     async def get_capture_response(self, provider: str, reference: str) -> Transaction | None:
-        query = sa.select(orm.captures.c.response).where(
-            orm.captures.c.provider == provider, orm.captures.c.reference == reference
-        )
-        response = (await self.connection.execute(query)).scalar_one_or_none()
+        response = (
+            await self.connection.execute(
+                _GET_CAPTURE_RESPONSE, {"b_provider": provider, "b_reference": reference}
+            )
+        ).scalar_one_or_none()
         return from_snapshot(response) if response else None
 
     async def add_capture(
         self, provider: str, reference: str, transaction: Transaction, amount: int, now: datetime.datetime
     ) -> None:
         await self.connection.execute(
-            orm.captures.insert().values(
-                provider=provider,
-                reference=reference,
-                transaction_id=transaction.id,
-                amount=amount,
-                currency=transaction.currency,
-                created_at=now,
-                response=snapshot(transaction),
-            )
+            _INSERT_CAPTURE,
+            {
+                "provider": provider,
+                "reference": reference,
+                "transaction_id": transaction.id,
+                "amount": amount,
+                "currency": transaction.currency,
+                "created_at": now,
+                "response": snapshot(transaction),
+            },
         )
 
     async def get_refund_by_reference(
