@@ -9,6 +9,7 @@ to the async drivers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import pathlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,6 +84,57 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine, "do_execute")
+    def _on_execute(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        return _execute_in_one_hop(cursor, statement, parameters)
+
+    @event.listens_for(engine.sync_engine, "do_execute_no_params")
+    def _on_execute_no_params(cursor: Any, statement: str, _context: Any) -> bool:
+        return _execute_in_one_hop(cursor, statement, None)
+
+
+# aiosqlite runs every call on the connection's own thread, and SQLAlchemy's adapter makes four
+# round trips per statement (create cursor, execute, fetch all, close) — each a queue hand-off,
+# a thread wake-up, a loop wake-up and two GIL hand-overs. Profiling the services under load
+# showed those hops as the largest single cost. One function run on the connection's thread
+# does the four steps in one trip; the adapter's cursor then serves the rows exactly as it
+# would have. It relies on aiosqlite's `_execute`/`_conn` (pinned in requirements.lock); if they
+# are missing, the adapter's own path runs.
+def _execute_in_one_hop(cursor: Any, statement: str, parameters: Any) -> bool:
+    adapter = getattr(cursor, "_adapt_connection", None)
+    connection: Any = getattr(adapter, "_connection", None)
+    submit = getattr(connection, "_execute", None)
+    if adapter is None or submit is None or getattr(cursor, "server_side", False):
+        return False  # not the aiosqlite adapter we know: let SQLAlchemy call cursor.execute
+
+    def run() -> tuple[Any, list[Any] | None, int | None, int]:
+        raw = connection._conn.cursor()
+        try:
+            if parameters is None:
+                raw.execute(statement)
+            else:
+                raw.execute(statement, parameters)
+            description = raw.description
+            rows = raw.fetchall() if description else None
+            return description, rows, raw.lastrowid, raw.rowcount
+        finally:
+            raw.close()
+
+    try:
+        description, rows, lastrowid, rowcount = adapter.await_(submit(run))
+    except Exception as error:
+        adapter._handle_exception(error)
+    # The same cursor state as AsyncAdapt_aiosqlite_cursor.execute leaves behind.
+    if description:
+        cursor.description = description
+        cursor.lastrowid = cursor.rowcount = -1
+        cursor._rows = collections.deque(rows or ())
+    else:
+        cursor.description = None
+        cursor.lastrowid = lastrowid
+        cursor.rowcount = rowcount
+    return True
 
 
 @asynccontextmanager
