@@ -40,6 +40,32 @@ from ledger_svc.domain.model import (
 
 _EMPTY_METADATA = "{}"
 
+# Statements run by every grouped write, built once (constructing a Core statement and hashing
+# its structure to find the compiled form is per-call CPU the database work does not need).
+_CHAIN_HEAD = sa.select(chain_head).where(chain_head.c.id == 1)
+_CHAIN_HEAD_FOR_UPDATE = _CHAIN_HEAD.with_for_update()
+_UPDATE_CHAIN_HEAD = chain_head.update().where(chain_head.c.id == 1)
+_INSERT_ACCOUNTS = accounts.insert()
+_INSERT_TRANSFERS = transfers.insert()
+_INSERT_FAILED = failed_transfers.insert()
+_INSERT_ENTRIES = entries.insert()
+_INSERT_BATCH = batches.insert()
+_UPDATE_TRANSFER_STATES = (
+    transfers.update()
+    .where(transfers.c.id == sa.bindparam("b_id"))
+    .values(state=sa.bindparam("b_state"), amount_posted=sa.bindparam("b_posted"))
+)
+_UPDATE_ACCOUNT_SUMS = (
+    accounts.update()
+    .where(accounts.c.id == sa.bindparam("b_id"))
+    .values(
+        debits_posted=sa.bindparam("b_dp"),
+        credits_posted=sa.bindparam("b_cp"),
+        debits_pending=sa.bindparam("b_dpend"),
+        credits_pending=sa.bindparam("b_cpend"),
+    )
+)
+
 
 def dump_metadata(metadata: dict[str, str]) -> str:
     """Canonical JSON of a metadata map."""
@@ -196,9 +222,7 @@ async def commit_changes(
     Must be the last step of the transaction: it takes the chain-head lock, which every writer
     takes last, so holding it never waits on an account lock.
     """
-    head_statement = sa.select(chain_head).where(chain_head.c.id == 1)
-    if connection.dialect.name == "postgresql":
-        head_statement = head_statement.with_for_update()
+    head_statement = _CHAIN_HEAD_FOR_UPDATE if connection.dialect.name == "postgresql" else _CHAIN_HEAD
     head = (await connection.execute(head_statement)).one()
     batch_seq = head.batch_seq + 1
     first_entry_seq = head.entry_seq + 1
@@ -215,7 +239,7 @@ async def commit_changes(
 
     if changes.new_accounts:
         await connection.execute(
-            accounts.insert(),
+            _INSERT_ACCOUNTS,
             [
                 {
                     "id": account.id,
@@ -236,7 +260,7 @@ async def commit_changes(
         )
     if changes.new_transfers:
         await connection.execute(
-            transfers.insert(),
+            _INSERT_TRANSFERS,
             [
                 {
                     "id": transfer.id,
@@ -260,7 +284,7 @@ async def commit_changes(
         )
     if changes.failures:
         await connection.execute(
-            failed_transfers.insert(),
+            _INSERT_FAILED,
             [
                 {"id": failed_id, "result": int(result), "batch_seq": batch_seq}
                 for failed_id, result in changes.failures
@@ -268,7 +292,7 @@ async def commit_changes(
         )
     if numbered:
         await connection.execute(
-            entries.insert(),
+            _INSERT_ENTRIES,
             [
                 {
                     "seq": sequence,
@@ -288,21 +312,12 @@ async def commit_changes(
     updated = [t for t in changes.updated_transfers.values() if t.id not in new_ids]
     if updated:
         await connection.execute(
-            transfers.update()
-            .where(transfers.c.id == sa.bindparam("b_id"))
-            .values(state=sa.bindparam("b_state"), amount_posted=sa.bindparam("b_posted")),
+            _UPDATE_TRANSFER_STATES,
             [{"b_id": t.id, "b_state": int(t.state), "b_posted": t.amount_posted} for t in updated],
         )
     if changes.touched_accounts:
         await connection.execute(
-            accounts.update()
-            .where(accounts.c.id == sa.bindparam("b_id"))
-            .values(
-                debits_posted=sa.bindparam("b_dp"),
-                credits_posted=sa.bindparam("b_cp"),
-                debits_pending=sa.bindparam("b_dpend"),
-                credits_pending=sa.bindparam("b_cpend"),
-            ),
+            _UPDATE_ACCOUNT_SUMS,
             [
                 {
                     "b_id": a.id,
@@ -315,14 +330,12 @@ async def commit_changes(
             ],
         )
     await connection.execute(
-        batches.insert().values(
-            seq=batch_seq, id=batch_id, created_at_us=now_us, previous_hash=head.hash, hash=link
-        )
+        _INSERT_BATCH,
+        {"seq": batch_seq, "id": batch_id, "created_at_us": now_us, "previous_hash": head.hash, "hash": link},
     )
     await connection.execute(
-        chain_head.update()
-        .where(chain_head.c.id == 1)
-        .values(batch_seq=batch_seq, entry_seq=head.entry_seq + len(numbered), hash=link)
+        _UPDATE_CHAIN_HEAD,
+        {"batch_seq": batch_seq, "entry_seq": head.entry_seq + len(numbered), "hash": link},
     )
     return batch_seq, link
 

@@ -197,11 +197,24 @@ class LedgerService:
             flat = [request for batch in group for request in batch]
             pending_ids = {r.pending_id for r in flat if r.pending_id}
             account_ids = {r.debit_account_id for r in flat} | {r.credit_account_id for r in flat}
-            account_ids |= await store.pending_accounts(connection, pending_ids)
-            account_ids.discard("")
-            locked = await store.lock_accounts(connection, account_ids)
             transfer_ids = {r.id for r in flat} | pending_ids
-            known = await store.load_transfers(connection, transfer_ids)
+            if connection.dialect.name == "sqlite":
+                # BEGIN IMMEDIATE already holds SQLite's single write lock for the whole
+                # transaction, so the transfers are stable before any account is "locked": read
+                # them first and take the pending transfers' accounts from them (one statement
+                # fewer per group than the look-up/lock/read protocol PostgreSQL needs).
+                known = await store.load_transfers(connection, transfer_ids)
+                for pending_id in pending_ids:
+                    if pending_id in known:
+                        account_ids.add(known[pending_id].debit_account_id)
+                        account_ids.add(known[pending_id].credit_account_id)
+                account_ids.discard("")
+                locked = await store.lock_accounts(connection, account_ids)
+            else:
+                account_ids |= await store.pending_accounts(connection, pending_ids)
+                account_ids.discard("")
+                locked = await store.lock_accounts(connection, account_ids)
+                known = await store.load_transfers(connection, transfer_ids)
             resolved = (known[i] for i in pending_ids if i in known)
             if any(t.debit_account_id not in locked or t.credit_account_id not in locked for t in resolved):
                 # A pending transfer committed by another replica after our unlocked look-up:
