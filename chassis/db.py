@@ -58,6 +58,7 @@ def create_engine(url: str, *, echo: bool = False, instrument: bool = True) -> A
         if database and database != ":memory:":
             pathlib.Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        kwargs["pool_reset_on_return"] = None  # reset by _configure_sqlite's "reset" listener
     else:
         kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_pre_ping=True)
     engine = create_async_engine(parsed, **kwargs)
@@ -81,9 +82,45 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin_immediate(pooled_connection: Any) -> None:
+        # The dialect's BEGIN hook (pysqlite's own is a no-op): one trip to the connection's
+        # thread, without a statement's machinery or span (the lock wait still shows as the
+        # gap before the transaction's first statement). SQLAlchemy wraps its errors as for any
+        # statement. Other adapters (not aiosqlite) issue it as a statement.
+        adapter = pooled_connection.dbapi_connection
+        connection: Any = getattr(adapter, "_connection", None)
+        submit = getattr(connection, "_execute", None)
+        if submit is None:
+            cursor = pooled_connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            finally:
+                cursor.close()
+            return
+
+        def run() -> None:
+            connection._conn.execute("BEGIN IMMEDIATE").close()
+
+        try:
+            adapter.await_(submit(run))
+        except Exception as error:
+            adapter._handle_exception(error)
+
+    engine.sync_engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
+        # The pool's reset on return, with `pool_reset_on_return=None` (SQLAlchemy's documented
+        # custom reset scheme): roll back only when SQLite still has a transaction open. After a
+        # commit (every `transaction()` block) there is none, and the unconditional ROLLBACK cost
+        # one more thread hop per transaction for nothing.
+        if reset_state.transaction_was_reset:
+            return
+        connection: Any = getattr(dbapi_connection, "_connection", None)
+        raw = getattr(connection, "_conn", None)
+        if raw is not None and not raw.in_transaction:
+            return
+        dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "do_execute")
     def _on_execute(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
