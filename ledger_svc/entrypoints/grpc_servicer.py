@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import prometheus_client
 from clearhouse.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from google.protobuf import timestamp_pb2
 
@@ -125,6 +126,12 @@ def _new_account(message: ledger_pb2.Account, index: int) -> NewAccount:
     )
 
 
+# Transfers by result (OK, EXISTS, EXCEEDS_CREDITS, …): the ledger's rate and its refusals.
+TRANSFERS_TOTAL = prometheus_client.Counter(
+    "clearhouse_ledger_transfers_total", "Ledger transfers processed, by result.", ["result"]
+)
+
+
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     """gRPC `clearhouse.ledger.v1.Ledger`."""
 
@@ -151,6 +158,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         _authorize(self._plaintext)
         commands = [transfer_request(message) for message in request.transfers]
         results, batch_id = await self._service.create_transfers(commands)
+        for result in results:
+            TRANSFERS_TOTAL.labels(_TRANSFER_RESULT.Result.Name(int(result))).inc()  # type: ignore[arg-type]
         return ledger_pb2.CreateTransfersResponse(
             results=[
                 _TRANSFER_RESULT(index=index, id=command.id, result=int(result))  # type: ignore[arg-type]

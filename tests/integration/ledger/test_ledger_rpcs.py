@@ -401,3 +401,21 @@ async def test_tampering_is_detected(ledger: Ledger) -> None:
         v.invariant for v in invariants.violations
     }
     assert not invariants.ok
+
+
+async def test_transfer_results_are_counted_for_prometheus(ledger: Ledger) -> None:
+    import prometheus_client
+
+    def counted(result: str) -> float:
+        value = prometheus_client.REGISTRY.get_sample_value(
+            "clearhouse_ledger_transfers_total", {"result": result}
+        )
+        return value or 0.0
+
+    ok_before, exceeds_before = counted("OK"), counted("EXCEEDS_CREDITS")
+    cash, merchant, _ = await funded(ledger, amount=100)
+    assert await transfer(
+        ledger.stub, T(id=ref(), debit_account_id=merchant, credit_account_id=cash, amount=500)
+    ) == ["EXCEEDS_CREDITS"]
+    assert counted("OK") == ok_before + 1
+    assert counted("EXCEEDS_CREDITS") == exceeds_before + 1
