@@ -18,23 +18,16 @@ from clearhouse.payments.v1 import (
     admin_pb2_grpc,
     balance_pb2,
     balance_pb2_grpc,
-    disputes_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     merchants_pb2,
     merchants_pb2_grpc,
     payment_intents_pb2,
     payment_intents_pb2_grpc,
-    payouts_pb2_grpc,
-    provider_webhooks_pb2_grpc,
-    reconciliation_pb2_grpc,
-    refunds_pb2_grpc,
     risk_pb2,
     risk_pb2_grpc,
-    settlements_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
-    webhook_endpoints_pb2_grpc,
 )
 from google.protobuf.message import Message
 
@@ -551,35 +544,3 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         await self._platform()
         processed = await self._app.jobs.run(request.job)
         return admin_pb2.RunJobResponse(job=request.job, processed=processed)
-
-
-# Part 2 (refunds, disputes, webhooks, settlement, payouts, reconciliation): the generated base
-# classes answer UNIMPLEMENTED until then (instantiated with `type: ignore[abstract]`).
-
-
-class RefundsServicer(refunds_pb2_grpc.RefundsServicer):
-    """gRPC `clearhouse.payments.v1.Refunds`; RPCs not yet implemented answer UNIMPLEMENTED."""
-
-
-class DisputesServicer(disputes_pb2_grpc.DisputesServicer):
-    """gRPC `clearhouse.payments.v1.Disputes`; RPCs not yet implemented answer UNIMPLEMENTED."""
-
-
-class ProviderWebhooksServicer(provider_webhooks_pb2_grpc.ProviderWebhooksServicer):
-    """gRPC `clearhouse.payments.v1.ProviderWebhooks`; RPCs not yet implemented answer UNIMPLEMENTED."""
-
-
-class WebhookEndpointsServicer(webhook_endpoints_pb2_grpc.WebhookEndpointsServicer):
-    """gRPC `clearhouse.payments.v1.WebhookEndpoints`; RPCs not yet implemented answer UNIMPLEMENTED."""
-
-
-class SettlementsServicer(settlements_pb2_grpc.SettlementsServicer):
-    """gRPC `clearhouse.payments.v1.Settlements`; RPCs not yet implemented answer UNIMPLEMENTED."""
-
-
-class PayoutsServicer(payouts_pb2_grpc.PayoutsServicer):
-    """gRPC `clearhouse.payments.v1.Payouts`; RPCs not yet implemented answer UNIMPLEMENTED."""
-
-
-class ReconciliationsServicer(reconciliation_pb2_grpc.ReconciliationsServicer):
-    """gRPC `clearhouse.payments.v1.Reconciliations`; RPCs not yet implemented answer UNIMPLEMENTED."""
